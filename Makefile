@@ -1,0 +1,43 @@
+# Duet — the two commands a new user needs are `make demo` and `make test`.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+DUET        = $(BUILD)/src/cli/duet
+
+.PHONY: all deps build build-asan demo test test-fast test-asan bench lint format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@ninja -C $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDUET_SANITIZE=ON >/dev/null
+	@ninja -C $(ASAN_BUILD) -j $(JOBS)
+
+# The main job on the embedded default: generate A/B traffic, run the pipeline, show the report.
+demo: build
+	@$(DUET) demo --dir $(BUILD)/demo $(DEMO_ARGS)
+
+# Every test: unit, golden, integration (real processes) and the Python reference check, then
+# the unit and golden tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: build build-asan
+	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
+	@cd $(BUILD) && ctest --output-on-failure -j 2
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j 2 -LE integration
+
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure -j 2 -LE integration
+
+bench: build
+	@bash bench/run.sh $(DUET)
+
+lint: build
+	@bash scripts/lint.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,537 @@
+#include "batch/batch.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "beacon/parser.h"
+#include "core/aggregator.h"
+#include "core/catalog.h"
+#include "util/flat_map.h"
+#include "util/hash.h"
+#include "util/line_reader.h"
+
+namespace duet::batch {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kBucketBits = 8;
+constexpr int kBuckets = 1 << kBucketBits;
+constexpr size_t kBadRowFlush = 4096;
+constexpr size_t kArenaChunk = 1 << 20;
+constexpr int kOffsetBits = 40;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+bool IsInputName(const std::string& name) {
+  if (name.empty() || name[0] == '.' || name[0] == '_') return false;
+  auto ends = [&](std::string_view s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends(".ndjson") || ends(".ndjson.zst");
+}
+
+// A valid beacon as kept between the phases: 56 bytes plus its id and visitor bytes.
+struct Record {
+  uint64_t visitor_hash;
+  uint64_t id_hash;
+  int64_t ts;
+  double value;
+  uint64_t pos;      // file index << kOffsetBits | line offset: the contract's read order
+  const char* strs;  // id bytes then visitor bytes, in the reading thread's arena
+  uint32_t tags;     // tag set id in the reading thread's catalog
+  uint8_t id_len;
+  uint8_t visitor_len;
+  beacon::BeaconType type;
+  uint8_t duplicate;
+  std::string_view id() const { return {strs, id_len}; }
+  std::string_view visitor() const { return {strs + id_len, visitor_len}; }
+};
+
+struct IdEntry {
+  uint64_t id_hash;
+  uint64_t pos;
+  uint32_t index;   // in the owner's records[bucket]
+  uint16_t bucket;  // visitor bucket
+  uint16_t thread;
+};
+
+// Append-only byte storage with stable addresses.
+class Arena {
+ public:
+  const char* Put(std::string_view a, std::string_view b) {
+    const size_t n = a.size() + b.size();
+    if (chunks_.empty() || used_ + n > kArenaChunk) {
+      chunks_.push_back(std::make_unique<char[]>(kArenaChunk));
+      used_ = 0;
+    }
+    char* p = chunks_.back().get() + used_;
+    std::memcpy(p, a.data(), a.size());
+    std::memcpy(p + a.size(), b.data(), b.size());
+    used_ += n;
+    return p;
+  }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t used_ = 0;
+};
+
+struct ReaderState {
+  std::array<std::vector<Record>, kBuckets> records;
+  std::array<std::vector<IdEntry>, kBuckets> ids;
+  core::Catalog catalog;
+  Arena arena;
+  std::array<int64_t, beacon::kReasonCount> bad_by_reason{};
+  int64_t lines = 0;
+  std::vector<core::BadRow> bad;
+};
+
+// Shared state of one run.
+struct Run {
+  Run(const BatchOptions& o, const std::vector<InputFile>& f, BadRowSink* s)
+      : options(o), files(f), sink(s) {}
+  const BatchOptions& options;
+  const std::vector<InputFile>& files;
+  BadRowSink* sink;
+  std::mutex sink_mu;
+  std::mutex error_mu;
+  Status error;
+  std::atomic<bool> failed{false};
+  std::atomic<size_t> next_file{0};
+  std::atomic<uint64_t> files_done{0};
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> lines{0};
+
+  void Fail(Status s) {
+    std::lock_guard<std::mutex> l(error_mu);
+    if (error.ok()) error = std::move(s);
+    failed.store(true);
+  }
+  void Flush(std::vector<core::BadRow>* bad) {
+    if (bad->empty()) return;
+    if (sink != nullptr) {
+      Status s;
+      {
+        std::lock_guard<std::mutex> l(sink_mu);
+        s = sink->Put(*bad);
+      }
+      if (!s.ok()) Fail(std::move(s));
+    }
+    bad->clear();
+  }
+};
+
+void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
+  beacon::Parser parser;
+  beacon::Beacon b;
+  beacon::BadReason reason;
+  Line line;
+  while (!run->failed.load(std::memory_order_relaxed)) {
+    const size_t fi = run->next_file.fetch_add(1);
+    if (fi >= run->files.size()) break;
+    const InputFile& f = run->files[fi];
+    auto reader = LineReader::Open(f.path, beacon::kMaxLineBytes);
+    if (!reader.ok()) {
+      run->Fail(reader.status());
+      break;
+    }
+    uint64_t local_lines = 0;
+    while (true) {
+      const Result<bool> more = (*reader)->Next(&line);
+      if (!more.ok()) {
+        run->Fail(more.status());
+        break;
+      }
+      if (!*more) break;
+      ++local_lines;
+      const bool ok = !line.truncated && parser.Parse(line.bytes, true, &b, &reason);
+      if (!ok) {
+        if (line.truncated) reason = beacon::BadReason::kLineTooLong;
+        ++st->bad_by_reason[static_cast<size_t>(reason)];
+        st->bad.push_back(core::BadRow{reason, f.relative, line.number, line.offset,
+                                       line.full_length, line.truncated, std::string(line.bytes)});
+        if (st->bad.size() >= kBadRowFlush) run->Flush(&st->bad);
+        continue;
+      }
+      Record r;
+      r.visitor_hash = Hash64(b.visitor);
+      r.id_hash = Hash64(b.id);
+      r.ts = b.ts.value();
+      r.value = b.value;
+      r.pos = (static_cast<uint64_t>(fi) << kOffsetBits) | line.offset;
+      r.strs = st->arena.Put(b.id, b.visitor);
+      r.tags = st->catalog.InternTagSet(b.experiments);
+      r.id_len = static_cast<uint8_t>(b.id.size());
+      r.visitor_len = static_cast<uint8_t>(b.visitor.size());
+      r.type = b.type;
+      r.duplicate = 0;
+      const auto vb = static_cast<uint16_t>(r.visitor_hash >> (64 - kBucketBits));
+      auto& recs = st->records[vb];
+      st->ids[r.id_hash >> (64 - kBucketBits)].push_back(
+          IdEntry{r.id_hash, r.pos, static_cast<uint32_t>(recs.size()), vb, thread});
+      recs.push_back(r);
+    }
+    st->lines += local_lines;
+    run->lines.fetch_add(local_lines, std::memory_order_relaxed);
+    run->bytes_done.fetch_add(f.size, std::memory_order_relaxed);
+    run->files_done.fetch_add(1, std::memory_order_relaxed);
+  }
+  run->Flush(&st->bad);
+}
+
+// Marks every valid beacon whose id was read before as a duplicate. Returns the count.
+// Each thread's entries are already in read order (a thread reads files in increasing index),
+// so no sort is needed: a hash map keeps, per id, the earliest read position seen so far.
+int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket, FlatMap<uint64_t>* first) {
+  first->clear();
+  auto rec = [&](const IdEntry& e) -> Record& {
+    return states[e.thread]->records[e.bucket][e.index];
+  };
+  auto pack = [](const IdEntry& e) {
+    return (static_cast<uint64_t>(e.thread) << 48) | (static_cast<uint64_t>(e.bucket) << 32) | e.index;
+  };
+  auto unpack = [&](uint64_t v) -> Record& {
+    return states[v >> 48]->records[(v >> 32) & 0xffff][static_cast<uint32_t>(v)];
+  };
+  // Ids that share a 64-bit hash with a different id: settled by comparing bytes (rare).
+  std::vector<Record*> collided;
+  int64_t dups = 0;
+  for (const auto& st : states) {
+    for (const IdEntry& e : st->ids[bucket]) {
+      const uint64_t key = e.id_hash == FlatMap<uint64_t>::kEmpty ? 0 : e.id_hash;
+      uint64_t& slot = (*first)[key];
+      Record& r = rec(e);
+      if (slot == 0) {
+        slot = pack(e) + 1;
+        continue;
+      }
+      Record& kept = unpack(slot - 1);
+      Record* earlier = &kept;
+      if (kept.id() != r.id()) {
+        earlier = nullptr;
+        for (Record* c : collided) {
+          if (c->id() == r.id()) earlier = c;
+        }
+        if (earlier == nullptr) {
+          collided.push_back(&r);
+          continue;
+        }
+      }
+      ++dups;
+      if (r.pos < earlier->pos) {  // read before the one kept so far (another thread's file)
+        earlier->duplicate = 1;
+        if (earlier == &kept) {
+          slot = pack(e) + 1;
+        } else {
+          *std::find(collided.begin(), collided.end(), earlier) = &r;
+        }
+      } else {
+        r.duplicate = 1;
+      }
+    }
+  }
+  return dups;
+}
+
+struct SortKey {
+  uint64_t visitor_hash;
+  int64_t ts;
+  const Record* r;
+};
+
+void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
+                   const std::vector<std::vector<core::TagSetId>>& remap, int bucket,
+                   core::Aggregator* agg, std::vector<SortKey>* keys,
+                   std::vector<core::Event>* events) {
+  keys->clear();
+  for (const auto& st : states) {
+    for (const Record& r : st->records[bucket]) {
+      if (!r.duplicate) keys->push_back(SortKey{r.visitor_hash, r.ts, &r});
+    }
+  }
+  auto before = [](const SortKey& a, const SortKey& b) {
+    if (a.visitor_hash != b.visitor_hash) return a.visitor_hash < b.visitor_hash;
+    if (a.ts != b.ts) return a.ts < b.ts;
+    return a.r->id() < b.r->id();
+  };
+  std::sort(keys->begin(), keys->end(), before);
+  // Which thread's catalog a record's tag set belongs to.
+  auto owner = [&](const Record* r) -> size_t {
+    for (size_t t = 0; t < states.size(); ++t) {
+      const auto& v = states[t]->records[bucket];
+      if (!v.empty() && r >= v.data() && r < v.data() + v.size()) return t;
+    }
+    return 0;
+  };
+  for (size_t i = 0; i < keys->size();) {
+    size_t j = i + 1;
+    bool mixed = false;  // two visitors sharing a 64-bit hash
+    const std::string_view visitor = (*keys)[i].r->visitor();
+    while (j < keys->size() && (*keys)[j].visitor_hash == (*keys)[i].visitor_hash) {
+      mixed |= (*keys)[j].r->visitor() != visitor;
+      ++j;
+    }
+    if (mixed) {
+      std::stable_sort(keys->begin() + i, keys->begin() + j, [](const SortKey& a, const SortKey& b) {
+        return a.r->visitor() < b.r->visitor();
+      });
+    }
+    size_t k = i;
+    while (k < j) {
+      size_t m = k + 1;
+      if (mixed) {
+        while (m < j && (*keys)[m].r->visitor() == (*keys)[k].r->visitor()) ++m;
+      } else {
+        m = j;
+      }
+      events->clear();
+      for (size_t x = k; x < m; ++x) {
+        const Record* r = (*keys)[x].r;
+        events->push_back(core::Event{r->ts, r->id(), r->value, remap[owner(r)][r->tags], r->type});
+      }
+      agg->AddVisitor(*events);
+      k = m;
+    }
+    i = j;
+  }
+}
+
+template <typename Fn>
+void ParallelFor(int threads, int n, Fn fn) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(t, i);
+    });
+  }
+  for (auto& th : pool) th.join();
+}
+
+// Calls options.progress periodically until stopped.
+class ProgressThread {
+ public:
+  ProgressThread(const BatchOptions& o, const Run& run, uint64_t bytes_total)
+      : options_(o), run_(run), bytes_total_(bytes_total) {
+    if (o.progress) thread_ = std::thread([this] { Loop(); });
+  }
+  ~ProgressThread() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, std::chrono::milliseconds(options_.progress_interval_ms),
+                         [this] { return stop_; })) {
+      options_.progress(Progress{run_.files_done.load(), run_.files.size(), run_.bytes_done.load(),
+                                 bytes_total_, run_.lines.load()});
+    }
+  }
+  const BatchOptions& options_;
+  const Run& run_;
+  const uint64_t bytes_total_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+Result<std::vector<InputFile>> ListInputs(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) return Status::NotFound("--input: '" + path + "' does not exist");
+  std::vector<InputFile> out;
+  if (fs::is_regular_file(st)) {
+    out.push_back(InputFile{path, fs::path(path).filename().string(), fs::file_size(path, ec)});
+    return out;
+  }
+  if (!fs::is_directory(st)) {
+    return Status::InvalidArgument("--input: '" + path + "' is neither a file nor a folder");
+  }
+  const fs::path root(path);
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::none, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (!IsInputName(name)) continue;
+    out.push_back(InputFile{it->path().string(), it->path().lexically_relative(root).string(),
+                            it->file_size(ec)});
+  }
+  if (ec) return Status::IoError("--input: cannot list '" + path + "': " + ec.message());
+  std::sort(out.begin(), out.end(),
+            [](const InputFile& a, const InputFile& b) { return a.relative < b.relative; });
+  return out;
+}
+
+Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats) {
+  if (options.threads < 1 || options.threads > 256) {
+    return Status::InvalidArgument("threads: " + std::to_string(options.threads) +
+                                   " is out of range; expected 1..256");
+  }
+  auto files = ListInputs(options.input);
+  if (!files.ok()) return files.status();
+  if (files->size() >= (1ULL << (64 - kOffsetBits))) {
+    return Status::InvalidArgument("--input: too many files (" + std::to_string(files->size()) + ")");
+  }
+  uint64_t bytes_total = 0;
+  for (const InputFile& f : *files) bytes_total += f.size;
+  BatchStats local_stats;
+  BatchStats& s = stats != nullptr ? *stats : local_stats;
+  s.files = files->size();
+  s.bytes = bytes_total;
+
+  const int threads = options.threads;
+  std::vector<std::unique_ptr<ReaderState>> states;
+  for (int t = 0; t < threads; ++t) states.push_back(std::make_unique<ReaderState>());
+  // Reserve bucket space from the input size (generated lines average ~230 bytes; shorter lines
+  // just grow the vectors), so that the common case never copies records while reading.
+  {
+    uint64_t plain_bytes = 0;
+    for (const InputFile& f : *files) {
+      if (f.relative.size() < 4 || f.relative.compare(f.relative.size() - 4, 4, ".zst") != 0) {
+        plain_bytes += f.size;
+      }
+    }
+    const size_t per_bucket = plain_bytes / 240 / threads / kBuckets;
+    for (auto& st : states) {
+      for (int b = 0; b < kBuckets; ++b) {
+        st->records[b].reserve(per_bucket);
+        st->ids[b].reserve(per_bucket);
+      }
+    }
+  }
+  Run run(options, *files, sink);
+
+  // Phase 1: read, parse, validate; files are handed out one at a time.
+  const auto t0 = Clock::now();
+  {
+    ProgressThread progress(options, run, bytes_total);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back(ReadFiles, &run, states[t].get(), static_cast<uint16_t>(t));
+    }
+    for (auto& th : pool) th.join();
+  }
+  if (run.failed.load()) return run.error;
+  const auto t1 = Clock::now();
+
+  // Phase 2: duplicates, by id bucket.
+  std::vector<int64_t> dups(kBuckets, 0);
+  {
+    std::vector<FlatMap<uint64_t>> maps(threads);
+    ParallelFor(threads, kBuckets, [&](int t, int b) { dups[b] = Dedup(states, b, &maps[t]); });
+  }
+  const auto t2 = Clock::now();
+
+  // One catalog for all threads, so aggregators can be merged.
+  core::Catalog catalog;
+  std::vector<std::vector<core::TagSetId>> remap(threads);
+  for (int t = 0; t < threads; ++t) {
+    for (core::TagSetId id = 0; id < states[t]->catalog.tag_set_count(); ++id) {
+      remap[t].push_back(catalog.InternTagSet(states[t]->catalog.TagSetNames(id)));
+    }
+  }
+
+  // Phase 3: per visitor bucket, sessionize, attribute and aggregate.
+  std::vector<std::unique_ptr<core::Aggregator>> aggs;
+  std::vector<std::vector<SortKey>> keys(threads);
+  std::vector<std::vector<core::Event>> events(threads);
+  for (int t = 0; t < threads; ++t) {
+    aggs.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
+  }
+  ParallelFor(threads, kBuckets, [&](int t, int b) {
+    ComputeBucket(states, remap, b, aggs[t].get(), &keys[t], &events[t]);
+  });
+  for (int t = 1; t < threads; ++t) aggs[0]->Merge(*aggs[t]);
+  core::Views views = aggs[0]->Finalize();
+  const auto t3 = Clock::now();
+
+  core::InputTotals& in = views.input;
+  std::array<int64_t, beacon::kReasonCount> bad{};
+  int64_t valid_read = 0;
+  for (const auto& st : states) {
+    in.lines += st->lines;
+    for (size_t r = 0; r < bad.size(); ++r) bad[r] += st->bad_by_reason[r];
+    for (const auto& ids : st->ids) valid_read += static_cast<int64_t>(ids.size());
+  }
+  for (size_t r = 0; r < bad.size(); ++r) {
+    if (bad[r] == 0) continue;
+    in.bad_rows += bad[r];
+    in.bad_rows_by_reason[std::string(beacon::ReasonName(static_cast<beacon::BadReason>(r)))] = bad[r];
+  }
+  for (const int64_t d : dups) in.duplicates += d;
+  in.valid_beacons = valid_read - in.duplicates;
+  if (!in.Balanced()) {
+    return Status::Corruption("input accounting does not balance: lines " + std::to_string(in.lines) +
+                              " != bad " + std::to_string(in.bad_rows) + " + duplicates " +
+                              std::to_string(in.duplicates) + " + valid " +
+                              std::to_string(in.valid_beacons));
+  }
+  s.read_seconds = Seconds(t0, t1);
+  s.dedup_seconds = Seconds(t1, t2);
+  s.compute_seconds = Seconds(t2, t3);
+  return views;
+}
+
+Result<uint64_t> ParseOnly(const BatchOptions& options) {
+  auto files = ListInputs(options.input);
+  if (!files.ok()) return files.status();
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> lines{0};
+  std::atomic<uint64_t> docs{0};  // lines that are one JSON value; keeps the parse observable
+  std::mutex mu;
+  Status error;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < options.threads; ++t) {
+    pool.emplace_back([&] {
+      simdjson::dom::parser parser;
+      if (parser.allocate(beacon::kMaxLineBytes + 1) != simdjson::SUCCESS) return;
+      Line line;
+      uint64_t n = 0, parsed = 0;
+      for (size_t fi = next.fetch_add(1); fi < files->size(); fi = next.fetch_add(1)) {
+        auto reader = LineReader::Open((*files)[fi].path, beacon::kMaxLineBytes);
+        if (!reader.ok()) {
+          std::lock_guard<std::mutex> l(mu);
+          error = reader.status();
+          return;
+        }
+        while (true) {
+          const Result<bool> more = (*reader)->Next(&line);
+          if (!more.ok() || !*more) break;
+          ++n;
+          simdjson::dom::element el;
+          parsed += parser.parse(line.bytes.data(), line.bytes.size(), false).get(el) ==
+                    simdjson::SUCCESS;
+        }
+      }
+      lines.fetch_add(n);
+      docs.fetch_add(parsed);
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (!error.ok()) return error;
+  return lines.load();
+}
+
+}  // namespace duet::batch

@@ -1,0 +1,73 @@
+// The batch layer: recomputes every view from the master dataset (a folder of NDJSON files, plain
+// or .zst, read recursively) with the shared business logic in core/. Deterministic: the same
+// files give the same Views, whatever the number of threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/bad_row.h"
+#include "core/event.h"
+#include "core/views.h"
+#include "util/result.h"
+
+namespace duet::batch {
+
+// Receives bad rows as they are found. Called from one thread at a time. A non-ok Status
+// aborts the run with that Status.
+class BadRowSink {
+ public:
+  virtual ~BadRowSink() = default;
+  virtual Status Put(std::span<const core::BadRow> rows) = 0;
+};
+
+struct InputFile {
+  std::string path;      // as opened
+  std::string relative;  // relative to the input root: the bad rows' "source" and the read order
+  uint64_t size = 0;
+};
+
+// Lists the input: `path` itself if it is a file, else every regular file below it whose name
+// ends in ".ndjson" or ".ndjson.zst" and does not start with '.' or '_' (files being written, the
+// generator's manifest), sorted bytewise by relative path — the "read order" of the contract.
+// NotFound if `path` does not exist.
+Result<std::vector<InputFile>> ListInputs(const std::string& path);
+
+struct Progress {
+  uint64_t files_done = 0;
+  uint64_t files_total = 0;
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  uint64_t lines = 0;
+};
+
+struct BatchOptions {
+  std::string input;
+  int threads = 2;
+  int64_t session_gap_ms = core::kDefaultSessionGapMs;
+  // Called about every progress_interval_ms from a helper thread while files are read.
+  std::function<void(const Progress&)> progress;
+  int64_t progress_interval_ms = 2000;
+};
+
+struct BatchStats {
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+  double read_seconds = 0;     // read + parse + validate
+  double dedup_seconds = 0;
+  double compute_seconds = 0;  // sessionize + attribute + aggregate
+};
+
+// Runs the batch layer over options.input. Bad rows go to `sink` (may be null to drop them, for
+// benchmarks). Returns the finished Views, including input accounting. Fails on unreadable or
+// damaged files (IoError, Corruption), or when the sink fails.
+Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats);
+
+// Benchmark baseline: reads every input line and JSON-parses it (simdjson DOM), nothing else,
+// with the same threads and file reading as RunBatch. Returns the number of lines.
+Result<uint64_t> ParseOnly(const BatchOptions& options);
+
+}  // namespace duet::batch

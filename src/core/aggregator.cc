@@ -1,0 +1,310 @@
+#include "core/aggregator.h"
+
+#include <algorithm>
+#include <cassert>
+#include <tuple>
+
+namespace duet::core {
+namespace {
+
+constexpr int64_t kWindow24h = 24;
+
+uint64_t Slot(KeyId k, int64_t hour) {
+  return (static_cast<uint64_t>(k) << 32) | static_cast<uint32_t>(hour);
+}
+KeyId SlotKey(uint64_t s) { return static_cast<KeyId>(s >> 32); }
+int64_t SlotHour(uint64_t s) { return static_cast<int64_t>(s & 0xffffffffULL); }
+int64_t HourOfMs(int64_t ts) { return ts / kMsPerHour; }
+
+}  // namespace
+
+void Sessionize(std::span<const Event> events, int64_t gap_ms, std::vector<SessionBounds>* out) {
+  out->clear();
+  if (events.empty()) return;
+  uint32_t begin = 0;
+  for (uint32_t i = 1; i < events.size(); ++i) {
+    if (events[i].ts - events[i - 1].ts > gap_ms) {
+      out->push_back(SessionBounds{begin, i});
+      begin = i;
+    }
+  }
+  out->push_back(SessionBounds{begin, static_cast<uint32_t>(events.size())});
+}
+
+void Aggregator::Acc::Merge(const Acc& o) {
+  visitors += o.visitors;
+  sessions += o.sessions;
+  events += o.events;
+  pageviews += o.pageviews;
+  conversions += o.conversions;
+  bounces += o.bounces;
+  duration_ms += o.duration_ms;
+  converted_visitors += o.converted_visitors;
+  sessions_sq += o.sessions_sq;
+  conversions_sq += o.conversions_sq;
+  sessions_x_conversions += o.sessions_x_conversions;
+  multi += o.multi;
+  revenue.Merge(o.revenue);
+  revenue_sq.Merge(o.revenue_sq);
+}
+
+FigureValues Aggregator::Acc::Values() const {
+  FigureValues v;
+  v.visitors = visitors;
+  v.sessions = sessions;
+  v.events = events;
+  v.pageviews = pageviews;
+  v.conversions = conversions;
+  v.bounces = bounces;
+  v.duration_ms = duration_ms;
+  v.converted_visitors = converted_visitors;
+  v.sessions_sq = sessions_sq;
+  v.conversions_sq = conversions_sq;
+  v.sessions_x_conversions = sessions_x_conversions;
+  v.visitors_in_multiple_variants = multi;
+  v.revenue = revenue.Value();
+  v.revenue_sq = revenue_sq.Value();
+  return v;
+}
+
+Aggregator::Aggregator(const Catalog* catalog, int64_t session_gap_ms)
+    : catalog_(catalog), gap_ms_(session_gap_ms) {}
+
+Aggregator::Acc& Aggregator::Total(KeyId k) {
+  if (k >= totals_.size()) totals_.resize(k + 1);
+  return totals_[k];
+}
+
+Aggregator::VisitorCell& Aggregator::Cell(std::vector<VisitorCell>* cells, uint64_t slot) {
+  // A visitor touches few keys and hours: a linear scan beats hashing here.
+  for (VisitorCell& c : *cells) {
+    if (c.slot == slot) return c;
+  }
+  cells->push_back(VisitorCell{slot, 0, 0, 0, 0.0, 0});
+  return cells->back();
+}
+
+void Aggregator::AddValue(VisitorCell* c, double v) {
+  if (c->nvalues == 0) {
+    c->first_value = v;
+  } else {
+    if (c->nvalues == 1) {
+      if (sums_used_ == sums_.size()) sums_.emplace_back();
+      c->sum = sums_used_++;
+      sums_[c->sum] = ExactSum();
+      sums_[c->sum].Add(c->first_value);
+    }
+    sums_[c->sum].Add(v);
+  }
+  ++c->nvalues;
+}
+
+double Aggregator::CellRevenue(const VisitorCell& c) const {
+  if (c.nvalues == 0) return 0.0;
+  if (c.nvalues == 1) return c.first_value;
+  return sums_[c.sum].Value();
+}
+
+void Aggregator::CloseCell(const VisitorCell& c, Acc* acc, int sign) const {
+  acc->visitors += sign;
+  acc->converted_visitors += sign * (c.conversions > 0 ? 1 : 0);
+  acc->sessions_sq += sign * c.sessions * c.sessions;
+  acc->conversions_sq += sign * c.conversions * c.conversions;
+  acc->sessions_x_conversions += sign * c.sessions * c.conversions;
+  const double r = CellRevenue(c);
+  if (r != 0.0) acc->revenue_sq.Add(sign * (r * r));
+}
+
+void Aggregator::AddVisitor(std::span<const Event> events, int sign) {
+  if (events.empty()) return;
+  assert(sign == 1 || sign == -1);
+  min_ts_ = std::min(min_ts_, events.front().ts);
+  max_ts_ = std::max(max_ts_, events.back().ts);
+  Sessionize(events, gap_ms_, &sessions_);
+  key_cells_.clear();
+  hour_cells_.clear();
+  active_.clear();
+  sums_used_ = 0;
+
+  for (const SessionBounds& s : sessions_) {
+    // Attribution: for each experiment, the variant of the earliest event mentioning it.
+    attributed_.clear();
+    attributed_.push_back(KeyTag{Catalog::kNoExperiment, kSiteKey});
+    session_hours_.clear();
+    int64_t pageviews = 0;
+    bool converted = false;
+    for (uint32_t i = s.begin; i < s.end; ++i) {
+      const Event& e = events[i];
+      for (const KeyTag& t : catalog_->Tags(e.tags)) {
+        bool seen = false;
+        for (const KeyTag& a : attributed_) seen |= (a.experiment == t.experiment);
+        if (!seen) attributed_.push_back(t);
+      }
+      pageviews += e.type == beacon::BeaconType::kPageview;
+      converted |= e.type == beacon::BeaconType::kConversion;
+      const int64_t h = HourOfMs(e.ts);
+      if (session_hours_.empty() || session_hours_.back() != h) session_hours_.push_back(h);
+    }
+    const int64_t n = s.end - s.begin;
+    const int64_t start = events[s.begin].ts;
+    const int64_t hour = HourOfMs(start);
+    const int64_t duration = events[s.end - 1].ts - start;
+
+    for (const KeyTag& a : attributed_) {
+      for (Acc* acc : {&Total(a.key), &hourly_[Slot(a.key, hour)]}) {
+        acc->sessions += sign;
+        acc->events += sign * n;
+        acc->pageviews += sign * pageviews;
+        acc->conversions += sign * (converted ? 1 : 0);
+        acc->bounces += sign * (n == 1 ? 1 : 0);
+        acc->duration_ms += sign * duration;
+      }
+      // The Total() reference may move when hourly_ grows, so look both up again for values.
+      VisitorCell& kc = Cell(&key_cells_, a.key);
+      kc.sessions += 1;
+      kc.conversions += converted ? 1 : 0;
+      VisitorCell& hc = Cell(&hour_cells_, Slot(a.key, hour));
+      hc.sessions += 1;
+      hc.conversions += converted ? 1 : 0;
+      if (converted) {
+        Acc& total = Total(a.key);
+        Acc& hourly = hourly_[Slot(a.key, hour)];
+        const size_t kci = &kc - key_cells_.data();
+        const size_t hci = &hc - hour_cells_.data();
+        for (uint32_t i = s.begin; i < s.end; ++i) {
+          if (events[i].type != beacon::BeaconType::kConversion) continue;
+          const double v = sign * events[i].value;
+          total.revenue.Add(v);
+          hourly.revenue.Add(v);
+          AddValue(&key_cells_[kci], events[i].value);
+          AddValue(&hour_cells_[hci], events[i].value);
+        }
+      }
+      for (const int64_t h : session_hours_) active_.push_back(Slot(a.key, h));
+    }
+  }
+
+  // Visitor-level figures.
+  for (const VisitorCell& c : key_cells_) CloseCell(c, &Total(static_cast<KeyId>(c.slot)), sign);
+  for (const VisitorCell& c : hour_cells_) CloseCell(c, &hourly_[c.slot], sign);
+
+  // Contamination: key cells of one experiment with two or more variants.
+  std::sort(key_cells_.begin(), key_cells_.end(), [this](const VisitorCell& a, const VisitorCell& b) {
+    return catalog_->KeyExperiment(static_cast<KeyId>(a.slot)) <
+           catalog_->KeyExperiment(static_cast<KeyId>(b.slot));
+  });
+  for (size_t i = 0; i < key_cells_.size();) {
+    const ExperimentId e = catalog_->KeyExperiment(static_cast<KeyId>(key_cells_[i].slot));
+    size_t j = i;
+    while (j < key_cells_.size() &&
+           catalog_->KeyExperiment(static_cast<KeyId>(key_cells_[j].slot)) == e) {
+      ++j;
+    }
+    if (j - i >= 2 && e != Catalog::kNoExperiment) {
+      if (e >= multi_.size()) multi_.resize(e + 1);
+      multi_[e] += sign;
+      for (size_t k = i; k < j; ++k) Total(static_cast<KeyId>(key_cells_[k].slot)).multi += sign;
+    }
+    i = j;
+  }
+
+  // Rolling uniques: distinct (key, hour) of the visitor's beacons.
+  std::sort(active_.begin(), active_.end());
+  active_.erase(std::unique(active_.begin(), active_.end()), active_.end());
+  for (const uint64_t slot : active_) uniques_1h_[slot] += sign;
+  for (size_t i = 0; i < active_.size(); ++i) {
+    // 24 h windows ending at hours [h, h + 23] contain hour h; merge overlapping ranges of one key.
+    const KeyId k = SlotKey(active_[i]);
+    const int64_t from = SlotHour(active_[i]);
+    int64_t to = from + kWindow24h;  // exclusive
+    while (i + 1 < active_.size() && SlotKey(active_[i + 1]) == k &&
+           SlotHour(active_[i + 1]) <= to) {
+      ++i;
+      to = SlotHour(active_[i]) + kWindow24h;
+    }
+    uniques_24h_diff_[Slot(k, from)] += sign;
+    uniques_24h_diff_[Slot(k, to)] -= sign;
+  }
+}
+
+void Aggregator::Merge(const Aggregator& other) {
+  for (KeyId k = 0; k < other.totals_.size(); ++k) Total(k).Merge(other.totals_[k]);
+  for (const auto& [slot, acc] : other.hourly_.entries()) hourly_[slot].Merge(acc);
+  for (const auto& [slot, n] : other.uniques_1h_.entries()) uniques_1h_[slot] += n;
+  for (const auto& [slot, n] : other.uniques_24h_diff_.entries()) uniques_24h_diff_[slot] += n;
+  if (other.multi_.size() > multi_.size()) multi_.resize(other.multi_.size());
+  for (size_t e = 0; e < other.multi_.size(); ++e) multi_[e] += other.multi_[e];
+  min_ts_ = std::min(min_ts_, other.min_ts_);
+  max_ts_ = std::max(max_ts_, other.max_ts_);
+}
+
+Views Aggregator::Finalize() const {
+  Views v;
+  auto names = [this](KeyId k) -> std::pair<std::string, std::string> {
+    if (k == kSiteKey) return {"", ""};
+    return {catalog_->ExperimentName(catalog_->KeyExperiment(k)), catalog_->KeyVariant(k)};
+  };
+  for (KeyId k = 0; k < totals_.size(); ++k) {
+    if (totals_[k].sessions == 0 && totals_[k].visitors == 0) continue;
+    auto [e, var] = names(k);
+    v.totals.push_back(FigureRow{std::move(e), std::move(var), 0, totals_[k].Values()});
+  }
+  for (const auto& [slot, acc] : hourly_.entries()) {
+    if (acc.sessions == 0 && acc.visitors == 0) continue;
+    auto [e, var] = names(SlotKey(slot));
+    FigureValues fv = acc.Values();
+    fv.visitors_in_multiple_variants = 0;
+    v.hourly.push_back(FigureRow{std::move(e), std::move(var), SlotHour(slot), fv});
+  }
+  // 24 h uniques: prefix sums of the per-key changes.
+  std::vector<std::pair<uint64_t, int64_t>> diffs(uniques_24h_diff_.entries().begin(),
+                                                  uniques_24h_diff_.entries().end());
+  std::sort(diffs.begin(), diffs.end());
+  for (size_t i = 0; i < diffs.size();) {
+    const KeyId k = SlotKey(diffs[i].first);
+    auto [e, var] = names(k);
+    int64_t running = 0;
+    size_t j = i;
+    while (j < diffs.size() && SlotKey(diffs[j].first) == k) {
+      running += diffs[j].second;
+      const int64_t h = SlotHour(diffs[j].first);
+      const int64_t next =
+          (j + 1 < diffs.size() && SlotKey(diffs[j + 1].first) == k) ? SlotHour(diffs[j + 1].first) : h;
+      if (running > 0) {
+        for (int64_t hh = h; hh < next; ++hh) {
+          const int64_t* u1 = uniques_1h_.Find(Slot(k, hh));
+          v.uniques.push_back(UniquesRow{e, var, hh, u1 != nullptr ? *u1 : 0, running});
+        }
+      }
+      ++j;
+    }
+    i = j;
+  }
+  for (ExperimentId e = 0; e < multi_.size(); ++e) {
+    if (multi_[e] != 0) v.experiments.push_back(ExperimentRow{catalog_->ExperimentName(e), multi_[e]});
+  }
+  // Experiments without contamination still get a row.
+  for (const FigureRow& r : v.totals) {
+    if (r.experiment.empty()) continue;
+    const bool have = std::any_of(v.experiments.begin(), v.experiments.end(),
+                                  [&](const ExperimentRow& x) { return x.experiment == r.experiment; });
+    if (!have) v.experiments.push_back(ExperimentRow{r.experiment, 0});
+  }
+  auto by_key = [](const FigureRow& a, const FigureRow& b) {
+    return std::tie(a.experiment, a.variant, a.hour) < std::tie(b.experiment, b.variant, b.hour);
+  };
+  std::sort(v.totals.begin(), v.totals.end(), by_key);
+  std::sort(v.hourly.begin(), v.hourly.end(), by_key);
+  std::sort(v.uniques.begin(), v.uniques.end(), [](const UniquesRow& a, const UniquesRow& b) {
+    return std::tie(a.experiment, a.variant, a.hour) < std::tie(b.experiment, b.variant, b.hour);
+  });
+  std::sort(v.experiments.begin(), v.experiments.end(),
+            [](const ExperimentRow& a, const ExperimentRow& b) { return a.experiment < b.experiment; });
+  if (min_ts_ <= max_ts_) {
+    v.min_ts = min_ts_;
+    v.max_ts = max_ts_;
+  }
+  return v;
+}
+
+}  // namespace duet::core

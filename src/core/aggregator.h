@@ -1,0 +1,84 @@
+// Aggregator: turns visitors' events into the figures of docs/beacon-contract.md. This is the one
+// piece of business logic both layers call: the batch layer adds every visitor once; the speed
+// layer retracts a visitor's previous contribution and adds the new one when its events change.
+// Every figure is a sum of per-visitor contributions, so the result does not depend on the order
+// visitors are added in, nor on how visitors are split across Aggregators that are later merged.
+// Not thread-safe: one Aggregator per thread, merged at the end.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/catalog.h"
+#include "core/event.h"
+#include "core/views.h"
+#include "util/exact_sum.h"
+#include "util/flat_map.h"
+
+namespace duet::core {
+
+class Aggregator {
+ public:
+  // `catalog` must outlive the Aggregator and hold every TagSetId passed in.
+  Aggregator(const Catalog* catalog, int64_t session_gap_ms);
+
+  // Adds (sign = +1) or retracts (sign = -1) everything one visitor contributes. `events` are
+  // all of the visitor's valid, non-duplicate beacons, sorted by EventBefore.
+  void AddVisitor(std::span<const Event> events, int sign = 1);
+
+  // Adds everything `other` holds; both must use the same catalog.
+  void Merge(const Aggregator& other);
+
+  // The figures with names resolved, rows sorted. Input totals are left empty (the caller owns
+  // input accounting). min_ts/max_ts span the events added.
+  Views Finalize() const;
+
+ private:
+  struct Acc {
+    int64_t visitors = 0, sessions = 0, events = 0, pageviews = 0, conversions = 0, bounces = 0,
+            duration_ms = 0, converted_visitors = 0, sessions_sq = 0, conversions_sq = 0,
+            sessions_x_conversions = 0, multi = 0;
+    ExactSum revenue;
+    ExactSum revenue_sq;
+    void Merge(const Acc& o);
+    FigureValues Values() const;
+  };
+  // Per-visitor running figures of one key (or one key and hour).
+  struct VisitorCell {
+    uint64_t slot;  // key, or key << 32 | hour
+    int64_t sessions;
+    int64_t conversions;
+    int64_t nvalues;
+    double first_value;
+    uint32_t sum;  // index into sums_ when nvalues >= 2
+  };
+
+  Acc& Total(KeyId k);
+  VisitorCell& Cell(std::vector<VisitorCell>* cells, uint64_t slot);
+  void AddValue(VisitorCell* c, double v);
+  double CellRevenue(const VisitorCell& c) const;
+  void CloseCell(const VisitorCell& c, Acc* acc, int sign) const;
+
+  const Catalog* const catalog_;
+  const int64_t gap_ms_;
+  std::vector<Acc> totals_;               // by KeyId
+  FlatMap<Acc> hourly_;                   // key << 32 | hour
+  FlatMap<int64_t> uniques_1h_;           // key << 32 | hour -> visitors
+  FlatMap<int64_t> uniques_24h_diff_;     // key << 32 | hour -> change in 24 h uniques
+  std::vector<int64_t> multi_;            // by ExperimentId
+  int64_t min_ts_ = INT64_MAX;
+  int64_t max_ts_ = INT64_MIN;
+
+  // Scratch reused across visitors (no allocation per visitor in steady state).
+  std::vector<SessionBounds> sessions_;
+  std::vector<KeyTag> attributed_;
+  std::vector<int64_t> session_hours_;
+  std::vector<VisitorCell> key_cells_;
+  std::vector<VisitorCell> hour_cells_;
+  std::vector<uint64_t> active_;  // key << 32 | hour of each beacon
+  std::vector<ExactSum> sums_;
+  uint32_t sums_used_ = 0;
+};
+
+}  // namespace duet::core

@@ -1,0 +1,101 @@
+#include "core/catalog.h"
+
+#include <algorithm>
+
+#include "util/hash.h"
+
+namespace duet::core {
+
+Catalog::Catalog() {
+  keys_.push_back(Key{kNoExperiment, ""});  // kSiteKey
+  tag_sets_.push_back(Range{0, 0});          // kEmptyTagSet
+  tag_set_ids_.emplace("", kEmptyTagSet);
+}
+
+ExperimentId Catalog::InternExperiment(std::string_view name) {
+  scratch_.assign(name);
+  const auto it = experiment_ids_.find(scratch_);
+  if (it != experiment_ids_.end()) return it->second;
+  const auto id = static_cast<ExperimentId>(experiments_.size());
+  experiments_.emplace_back(name);
+  experiment_ids_.emplace(scratch_, id);
+  return id;
+}
+
+KeyId Catalog::InternKey(std::string_view experiment, std::string_view variant) {
+  std::string k;
+  k.reserve(experiment.size() + variant.size() + 1);
+  k.append(experiment).push_back('\0');
+  k.append(variant);
+  const auto it = key_ids_.find(k);
+  if (it != key_ids_.end()) return it->second;
+  const ExperimentId e = InternExperiment(experiment);
+  const auto id = static_cast<KeyId>(keys_.size());
+  keys_.push_back(Key{e, std::string(variant)});
+  key_ids_.emplace(std::move(k), id);
+  return id;
+}
+
+TagSetId Catalog::InternTagSet(std::span<const beacon::ExperimentTag> tags) {
+  if (tags.empty()) return kEmptyTagSet;
+  uint64_t h = tags.size();
+  for (const beacon::ExperimentTag& t : tags) {
+    h = (h ^ Hash64(t.experiment)) * 0x9e3779b97f4a7c15ULL;
+    h = (h ^ Hash64(t.variant)) * 0xc2b2ae3d27d4eb4fULL;
+  }
+  if (h == FlatMap<uint32_t>::kEmpty) h = 0;
+  uint32_t& slot = fast_[h];
+  if (slot != 0) {
+    const Cached& c = cached_[slot - 1];
+    bool same = c.names.size() == tags.size();
+    for (size_t i = 0; same && i < tags.size(); ++i) {
+      same = c.names[i].first == tags[i].experiment && c.names[i].second == tags[i].variant;
+    }
+    if (same) return c.id;
+    return InternTagSetSlow(tags);  // a hash collision: correct, just not cached
+  }
+  const TagSetId id = InternTagSetSlow(tags);
+  Cached c{id, {}};
+  for (const beacon::ExperimentTag& t : tags) c.names.emplace_back(t.experiment, t.variant);
+  cached_.push_back(std::move(c));
+  fast_[h] = static_cast<uint32_t>(cached_.size());
+  return id;
+}
+
+TagSetId Catalog::InternTagSetSlow(std::span<const beacon::ExperimentTag> tags) {
+  // Canonical encoding: entries sorted by experiment name, each "name\0variant\0".
+  std::array<const beacon::ExperimentTag*, beacon::kMaxExperiments> sorted;
+  for (size_t i = 0; i < tags.size(); ++i) sorted[i] = &tags[i];
+  std::sort(sorted.begin(), sorted.begin() + tags.size(),
+            [](const auto* a, const auto* b) { return a->experiment < b->experiment; });
+  std::string enc;
+  for (size_t i = 0; i < tags.size(); ++i) {
+    enc.append(sorted[i]->experiment).push_back('\0');
+    enc.append(sorted[i]->variant).push_back('\0');
+  }
+  const auto it = tag_set_ids_.find(enc);
+  if (it != tag_set_ids_.end()) return it->second;
+  scratch_tags_.clear();
+  for (size_t i = 0; i < tags.size(); ++i) {
+    const KeyId k = InternKey(sorted[i]->experiment, sorted[i]->variant);
+    scratch_tags_.push_back(KeyTag{keys_[k].experiment, k});
+  }
+  std::sort(scratch_tags_.begin(), scratch_tags_.end(),
+            [](const KeyTag& a, const KeyTag& b) { return a.experiment < b.experiment; });
+  const auto id = static_cast<TagSetId>(tag_sets_.size());
+  tag_sets_.push_back(Range{static_cast<uint32_t>(tag_pool_.size()),
+                            static_cast<uint32_t>(scratch_tags_.size())});
+  tag_pool_.insert(tag_pool_.end(), scratch_tags_.begin(), scratch_tags_.end());
+  tag_set_ids_.emplace(std::move(enc), id);
+  return id;
+}
+
+std::vector<beacon::ExperimentTag> Catalog::TagSetNames(TagSetId id) const {
+  std::vector<beacon::ExperimentTag> out;
+  for (const KeyTag& t : Tags(id)) {
+    out.push_back(beacon::ExperimentTag{experiments_[t.experiment], keys_[t.key].variant});
+  }
+  return out;
+}
+
+}  // namespace duet::core

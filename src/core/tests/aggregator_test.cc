@@ -1,0 +1,178 @@
+#include "core/aggregator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace duet::core {
+namespace {
+
+using beacon::BeaconType;
+constexpr int64_t kT0 = 1'793'491'200'000;  // 2026-11-01T00:00:00Z
+constexpr int64_t kMin = 60'000;
+
+class AggregatorTest : public ::testing::Test {
+ protected:
+  TagSetId Tags(std::vector<std::pair<std::string, std::string>> kv) {
+    names_.push_back(kv);
+    std::vector<beacon::ExperimentTag> tags;
+    for (const auto& [e, v] : names_.back()) tags.push_back({e, v});
+    return catalog_.InternTagSet(tags);
+  }
+  Event Ev(int64_t ts, const char* id, TagSetId tags = kEmptyTagSet,
+           BeaconType type = BeaconType::kPageview, double value = 0) {
+    return Event{ts, id, value, tags, type};
+  }
+  const FigureRow* Total(const Views& v, const std::string& e, const std::string& var) {
+    for (const auto& r : v.totals) {
+      if (r.experiment == e && r.variant == var) return &r;
+    }
+    return nullptr;
+  }
+
+  Catalog catalog_;
+  std::vector<std::vector<std::pair<std::string, std::string>>> names_;
+};
+
+TEST_F(AggregatorTest, GapOfExactlyThirtyMinutesKeepsSession) {
+  std::vector<Event> ev = {Ev(kT0, "a"), Ev(kT0 + 30 * kMin, "b")};
+  std::vector<SessionBounds> s;
+  Sessionize(ev, kDefaultSessionGapMs, &s);
+  EXPECT_EQ(s.size(), 1u);
+}
+
+TEST_F(AggregatorTest, GapOneMillisecondOverThirtyMinutesSplitsSession) {
+  std::vector<Event> ev = {Ev(kT0, "a"), Ev(kT0 + 30 * kMin + 1, "b")};
+  std::vector<SessionBounds> s;
+  Sessionize(ev, kDefaultSessionGapMs, &s);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[1].begin, 1u);
+}
+
+TEST_F(AggregatorTest, SessionGapIsConfigurable) {
+  std::vector<Event> ev = {Ev(kT0, "a"), Ev(kT0 + 6 * kMin, "b")};
+  std::vector<SessionBounds> s;
+  Sessionize(ev, 5 * kMin, &s);
+  EXPECT_EQ(s.size(), 2u);
+}
+
+TEST_F(AggregatorTest, AttributionTakesTheEarliestBeaconMentioningTheExperiment) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  const TagSetId b = Tags({{"exp", "B"}, {"other", "x"}});
+  Aggregator agg(&catalog_, kDefaultSessionGapMs);
+  // First beacon has no experiments, second says A, third says B and mentions "other".
+  std::vector<Event> ev = {Ev(kT0, "1"), Ev(kT0 + kMin, "2", a), Ev(kT0 + 2 * kMin, "3", b)};
+  agg.AddVisitor(ev);
+  const Views v = agg.Finalize();
+  ASSERT_NE(Total(v, "exp", "A"), nullptr);
+  EXPECT_EQ(Total(v, "exp", "A")->v.sessions, 1);
+  EXPECT_EQ(Total(v, "exp", "A")->v.events, 3);  // all beacons of the attributed session
+  EXPECT_EQ(Total(v, "exp", "B"), nullptr);
+  ASSERT_NE(Total(v, "other", "x"), nullptr);
+  EXPECT_EQ(Total(v, "other", "x")->v.sessions, 1);
+}
+
+TEST_F(AggregatorTest, VisitorInTwoVariantsIsCountedAsContamination) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  const TagSetId b = Tags({{"exp", "B"}});
+  Aggregator agg(&catalog_, kDefaultSessionGapMs);
+  agg.AddVisitor(std::vector<Event>{Ev(kT0, "1", a), Ev(kT0 + 2 * 3600'000, "2", b)});
+  agg.AddVisitor(std::vector<Event>{Ev(kT0, "3", a)});
+  const Views v = agg.Finalize();
+  ASSERT_EQ(v.experiments.size(), 1u);
+  EXPECT_EQ(v.experiments[0].visitors_in_multiple_variants, 1);
+  EXPECT_EQ(Total(v, "exp", "A")->v.visitors, 2);
+  EXPECT_EQ(Total(v, "exp", "A")->v.visitors_in_multiple_variants, 1);
+  EXPECT_EQ(Total(v, "exp", "B")->v.visitors_in_multiple_variants, 1);
+}
+
+TEST_F(AggregatorTest, FiguresOfOneSession) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  Aggregator agg(&catalog_, kDefaultSessionGapMs);
+  agg.AddVisitor(std::vector<Event>{
+      Ev(kT0, "1", a), Ev(kT0 + kMin, "2", a, BeaconType::kInteraction, 99.0),
+      Ev(kT0 + 2 * kMin, "3", a, BeaconType::kConversion, 10.5),
+      Ev(kT0 + 3 * kMin, "4", a, BeaconType::kConversion)});
+  const Views v = agg.Finalize();
+  const FigureValues& f = Total(v, "exp", "A")->v;
+  EXPECT_EQ(f.visitors, 1);
+  EXPECT_EQ(f.sessions, 1);
+  EXPECT_EQ(f.events, 4);
+  EXPECT_EQ(f.pageviews, 1);
+  EXPECT_EQ(f.conversions, 1);
+  EXPECT_EQ(f.revenue, 10.5);  // the interaction's value is ignored
+  EXPECT_EQ(f.bounces, 0);
+  EXPECT_EQ(f.duration_ms, 3 * kMin);
+  EXPECT_EQ(f.converted_visitors, 1);
+  EXPECT_EQ(f.revenue_sq, 10.5 * 10.5);
+}
+
+TEST_F(AggregatorTest, RollingUniquesCoverTwentyFourHours) {
+  Aggregator agg(&catalog_, kDefaultSessionGapMs);
+  agg.AddVisitor(std::vector<Event>{Ev(kT0, "1")});
+  const Views v = agg.Finalize();
+  ASSERT_EQ(v.uniques.size(), 24u);
+  EXPECT_EQ(v.uniques.front().uniques_1h, 1);
+  EXPECT_EQ(v.uniques.front().uniques_24h, 1);
+  EXPECT_EQ(v.uniques.back().hour, kT0 / 3600'000 + 23);
+  EXPECT_EQ(v.uniques.back().uniques_1h, 0);
+  EXPECT_EQ(v.uniques.back().uniques_24h, 1);
+}
+
+TEST_F(AggregatorTest, OneHourUniquesCountEveryActiveHour) {
+  Aggregator agg(&catalog_, kDefaultSessionGapMs);
+  // One session spanning three consecutive hours, so the 24 h windows merge into one range.
+  agg.AddVisitor(std::vector<Event>{Ev(kT0, "1"), Ev(kT0 + 3600'000, "2"), Ev(kT0 + 7200'000, "3")});
+  const Views v = agg.Finalize();
+  ASSERT_EQ(v.uniques.size(), 26u);
+  for (int h = 0; h < 3; ++h) EXPECT_EQ(v.uniques[h].uniques_1h, 1) << h;
+  EXPECT_EQ(v.uniques[3].uniques_1h, 0);
+  for (const auto& u : v.uniques) EXPECT_EQ(u.uniques_24h, 1);
+}
+
+// The speed layer relies on this: retracting a visitor's old contribution and adding the new
+// one gives the same figures as adding only the new one.
+TEST_F(AggregatorTest, RetractThenAddEqualsAddingOnlyTheNewEvents) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  const TagSetId b = Tags({{"exp", "B"}});
+  std::mt19937_64 rng(42);
+  Aggregator incremental(&catalog_, kDefaultSessionGapMs);
+  Aggregator direct(&catalog_, kDefaultSessionGapMs);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i) ids.push_back("id" + std::to_string(i));
+  for (int visitor = 0; visitor < 50; ++visitor) {
+    std::vector<Event> ev;
+    for (int i = 0; i < 6; ++i) {
+      const auto type = static_cast<BeaconType>(rng() % 3);
+      ev.push_back(Ev(kT0 + static_cast<int64_t>(rng() % (6 * 3600'000)), ids[visitor * 4 + i % 4].c_str(),
+                      rng() % 2 ? a : b, type, static_cast<double>(rng() % 1000) / 7));
+    }
+    std::sort(ev.begin(), ev.end(), EventBefore);
+    std::vector<Event> partial(ev.begin(), ev.begin() + 3);
+    incremental.AddVisitor(partial);
+    incremental.AddVisitor(partial, -1);
+    incremental.AddVisitor(ev);
+    direct.AddVisitor(ev);
+  }
+  EXPECT_EQ(incremental.Finalize(), direct.Finalize());
+}
+
+TEST_F(AggregatorTest, MergedAggregatorsEqualOne) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  Aggregator one(&catalog_, kDefaultSessionGapMs);
+  Aggregator left(&catalog_, kDefaultSessionGapMs);
+  Aggregator right(&catalog_, kDefaultSessionGapMs);
+  for (int visitor = 0; visitor < 20; ++visitor) {
+    std::vector<Event> ev = {Ev(kT0 + visitor * kMin, "x", a, BeaconType::kConversion, 0.1 * visitor)};
+    one.AddVisitor(ev);
+    (visitor % 2 ? left : right).AddVisitor(ev);
+  }
+  left.Merge(right);
+  EXPECT_EQ(left.Finalize(), one.Finalize());
+}
+
+}  // namespace
+}  // namespace duet::core

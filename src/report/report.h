@@ -1,0 +1,23 @@
+// Rendering of Views for people (a fixed-width table) and programs (the JSON of `duet report
+// --json`, whose field names are a public interface: see docs/report-json.md).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/views.h"
+
+namespace duet::report {
+
+struct ReportOptions {
+  std::optional<std::string> experiment;  // only this experiment (and no site/hourly rows of others)
+  bool full = false;                      // include "hourly" and "uniques"
+};
+
+// "YYYY-MM-DDTHH:00:00Z" for an hour bucket (hours since the epoch).
+std::string HourString(int64_t hour);
+
+std::string ReportJson(const core::Views& views, const ReportOptions& options);
+std::string ReportTable(const core::Views& views, const ReportOptions& options);
+
+}  // namespace duet::report

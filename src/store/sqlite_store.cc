@@ -1,0 +1,456 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "beacon/beacon.h"
+
+namespace duet::store {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS figures(
+  layer TEXT NOT NULL, scope TEXT NOT NULL, experiment TEXT NOT NULL, variant TEXT NOT NULL,
+  hour INTEGER NOT NULL,
+  visitors INTEGER NOT NULL, sessions INTEGER NOT NULL, events INTEGER NOT NULL,
+  pageviews INTEGER NOT NULL, conversions INTEGER NOT NULL, revenue REAL NOT NULL,
+  bounces INTEGER NOT NULL, duration_ms INTEGER NOT NULL, converted_visitors INTEGER NOT NULL,
+  sessions_sq INTEGER NOT NULL, conversions_sq INTEGER NOT NULL,
+  sessions_x_conversions INTEGER NOT NULL, revenue_sq REAL NOT NULL,
+  visitors_in_multiple_variants INTEGER NOT NULL,
+  PRIMARY KEY(layer, scope, experiment, variant, hour)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uniques(
+  layer TEXT NOT NULL, experiment TEXT NOT NULL, variant TEXT NOT NULL, hour INTEGER NOT NULL,
+  uniques_1h INTEGER NOT NULL, uniques_24h INTEGER NOT NULL,
+  PRIMARY KEY(layer, experiment, variant, hour)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS experiments(
+  layer TEXT NOT NULL, experiment TEXT NOT NULL, visitors_in_multiple_variants INTEGER NOT NULL,
+  PRIMARY KEY(layer, experiment)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS input_totals(
+  layer TEXT PRIMARY KEY, lines INTEGER NOT NULL, bad_rows INTEGER NOT NULL,
+  duplicates INTEGER NOT NULL, valid_beacons INTEGER NOT NULL, late_beacons INTEGER NOT NULL,
+  min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bad_reasons(
+  layer TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY(layer, reason)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bad_rows(
+  layer TEXT NOT NULL, generation INTEGER NOT NULL, source TEXT NOT NULL, offset INTEGER NOT NULL,
+  line INTEGER NOT NULL, length INTEGER NOT NULL, truncated INTEGER NOT NULL, reason TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  PRIMARY KEY(layer, generation, source, offset));
+CREATE INDEX IF NOT EXISTS bad_rows_by_reason ON bad_rows(layer, generation, reason);
+CREATE TABLE IF NOT EXISTS batch_runs(
+  generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
+  lines INTEGER NOT NULL);
+)sql";
+
+// RAII prepared statement with positional binding helpers.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &st_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(st_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, std::string_view v) {
+    sqlite3_bind_blob(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(st_); }
+  void Reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  int64_t Int(int c) const { return sqlite3_column_int64(st_, c); }
+  double Real(int c) const { return sqlite3_column_double(st_, c); }
+  std::string Text(int c) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, c));
+    return p != nullptr ? std::string(p, sqlite3_column_bytes(st_, c)) : std::string();
+  }
+  std::string Blob(int c) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(st_, c));
+    return p != nullptr ? std::string(p, sqlite3_column_bytes(st_, c)) : std::string();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+  int rc_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  ~SqliteStore() override { sqlite3_close(db_); }
+
+  Status Init() {
+    DUET_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+    Stmt v(db_, "PRAGMA user_version");
+    if (!v.ok() || v.Step() != SQLITE_ROW) return Error("read the schema version");
+    const int64_t version = v.Int(0);
+    if (version != 0 && version != kSchemaVersion) {
+      return Status::Corruption(path_ + ": store schema version " + std::to_string(version) +
+                                " is not supported; expected " + std::to_string(kSchemaVersion));
+    }
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status s = Exec(kSchema);
+    if (s.ok()) s = Exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  Result<int64_t> BeginBatch() override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    // Leftovers of runs that never committed.
+    Status s = Exec(
+        "DELETE FROM bad_rows WHERE layer='batch' AND generation NOT IN "
+        "(SELECT generation FROM batch_runs WHERE state='committed');"
+        "DELETE FROM batch_runs WHERE state='running';");
+    int64_t gen = 0;
+    if (s.ok()) {
+      Stmt ins(db_,
+               "INSERT INTO batch_runs(generation, state, started_ms, finished_ms, input, "
+               "high_water_mark_ms, lines) VALUES((SELECT IFNULL(MAX(generation),0)+1 FROM "
+               "batch_runs), 'running', 0, 0, '', 0, 0)");
+      if (!ins.ok() || ins.Step() != SQLITE_DONE) s = Error("start a batch run");
+      gen = sqlite3_last_insert_rowid(db_);
+    }
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return gen;
+  }
+
+  Status PutBadRows(int64_t generation, std::span<const core::BadRow> rows) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Stmt ins(db_,
+             "INSERT OR REPLACE INTO bad_rows(layer, generation, source, offset, line, length, "
+             "truncated, reason, payload) VALUES('batch', ?, ?, ?, ?, ?, ?, ?, ?)");
+    Status s = ins.ok() ? Status::Ok() : Error("prepare the bad-row insert");
+    for (size_t i = 0; s.ok() && i < rows.size(); ++i) {
+      const core::BadRow& r = rows[i];
+      ins.Bind(1, generation)
+          .Bind(2, r.source)
+          .Bind(3, static_cast<int64_t>(r.offset))
+          .Bind(4, static_cast<int64_t>(r.line))
+          .Bind(5, static_cast<int64_t>(r.length))
+          .Bind(6, static_cast<int64_t>(r.truncated))
+          .Bind(7, beacon::ReasonName(r.reason))
+          .BindBlob(8, r.payload);
+      if (ins.Step() != SQLITE_DONE) s = Error("insert a bad row");
+      ins.Reset();
+    }
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  Status CommitBatch(int64_t generation, const core::Views& views, const BatchRun& run) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status s = WriteViews("batch", views);
+    if (s.ok()) {
+      Stmt up(db_,
+              "UPDATE batch_runs SET state='committed', started_ms=?, finished_ms=?, input=?, "
+              "high_water_mark_ms=?, lines=? WHERE generation=? AND state='running'");
+      up.Bind(1, run.started_ms)
+          .Bind(2, run.finished_ms)
+          .Bind(3, run.input)
+          .Bind(4, run.high_water_mark_ms)
+          .Bind(5, run.lines)
+          .Bind(6, generation);
+      if (!up.ok() || up.Step() != SQLITE_DONE) {
+        s = Error("record the batch run");
+      } else if (sqlite3_changes(db_) != 1) {
+        s = Status::Aborted("batch run " + std::to_string(generation) +
+                            " is no longer running (another batch run started since?)");
+      }
+    }
+    if (s.ok()) {
+      Stmt del(db_, "DELETE FROM bad_rows WHERE layer='batch' AND generation != ?");
+      del.Bind(1, generation);
+      if (del.Step() != SQLITE_DONE) s = Error("drop the previous run's bad rows");
+    }
+    if (s.ok()) {
+      Stmt del(db_, "DELETE FROM batch_runs WHERE generation < ?");
+      del.Bind(1, generation);
+      if (del.Step() != SQLITE_DONE) s = Error("drop old batch runs");
+    }
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  Result<core::Views> ReadViews(Layer layer) override {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string_view ln = LayerName(layer);
+    core::Views v;
+    DUET_RETURN_IF_ERROR(Exec("BEGIN"));  // one consistent snapshot for all tables
+    Status s = ReadAll(ln, &v);
+    (void)Exec("COMMIT");
+    if (!s.ok()) return s;
+    return v;
+  }
+
+  Result<std::optional<BatchRun>> LastBatchRun() override {
+    std::lock_guard<std::mutex> l(mu_);
+    Stmt q(db_,
+           "SELECT generation, started_ms, finished_ms, input, high_water_mark_ms, lines FROM "
+           "batch_runs WHERE state='committed' ORDER BY generation DESC LIMIT 1");
+    if (!q.ok()) return Error("read batch runs");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<BatchRun>();
+    if (rc != SQLITE_ROW) return Error("read batch runs");
+    BatchRun r{q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Int(4), q.Int(5)};
+    return std::optional<BatchRun>(r);
+  }
+
+  Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::string sql =
+        "SELECT source, offset, line, length, truncated, reason, payload FROM bad_rows WHERE "
+        "layer=? AND (layer != 'batch' OR generation = (SELECT IFNULL(MAX(generation), -1) FROM "
+        "batch_runs WHERE state='committed'))";
+    if (query.reason) sql += " AND reason=?";
+    sql += " ORDER BY source, offset LIMIT ?";
+    Stmt q(db_, sql.c_str());
+    if (!q.ok()) return Error("query bad rows");
+    int i = 1;
+    q.Bind(i++, LayerName(query.layer));
+    if (query.reason) q.Bind(i++, *query.reason);
+    q.Bind(i, query.limit);
+    std::vector<core::BadRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      core::BadRow r;
+      r.source = q.Text(0);
+      r.offset = static_cast<uint64_t>(q.Int(1));
+      r.line = static_cast<uint64_t>(q.Int(2));
+      r.length = static_cast<uint64_t>(q.Int(3));
+      r.truncated = q.Int(4) != 0;
+      if (!beacon::ReasonFromName(q.Text(5), &r.reason)) {
+        return Status::Corruption(path_ + ": unknown bad-row reason '" + q.Text(5) + "'");
+      }
+      r.payload = q.Blob(6);
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("read bad rows");
+    return out;
+  }
+
+ private:
+  Status Error(std::string_view what) const {
+    const int code = sqlite3_errcode(db_);
+    std::string msg = path_ + ": cannot " + std::string(what) + ": " + sqlite3_errmsg(db_);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+    return Status::IoError(msg);
+  }
+
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      const int code = sqlite3_errcode(db_);
+      msg = path_ + ": " + msg;
+      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
+      if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+      return Status::IoError(msg);
+    }
+    return Status::Ok();
+  }
+
+  Status WriteViews(std::string_view layer, const core::Views& v) {
+    for (const char* table : {"figures", "uniques", "experiments", "input_totals", "bad_reasons"}) {
+      Stmt del(db_, (std::string("DELETE FROM ") + table + " WHERE layer=?").c_str());
+      del.Bind(1, layer);
+      if (del.Step() != SQLITE_DONE) return Error("clear the previous views");
+    }
+    Stmt fig(db_,
+             "INSERT INTO figures VALUES(?,?,?,?,?, ?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    auto put_fig = [&](std::string_view scope, const core::FigureRow& r) {
+      const core::FigureValues& f = r.v;
+      fig.Bind(1, layer).Bind(2, scope).Bind(3, r.experiment).Bind(4, r.variant).Bind(5, r.hour);
+      fig.Bind(6, f.visitors).Bind(7, f.sessions).Bind(8, f.events).Bind(9, f.pageviews);
+      fig.Bind(10, f.conversions).Bind(11, f.revenue).Bind(12, f.bounces).Bind(13, f.duration_ms);
+      fig.Bind(14, f.converted_visitors).Bind(15, f.sessions_sq).Bind(16, f.conversions_sq);
+      fig.Bind(17, f.sessions_x_conversions).Bind(18, f.revenue_sq);
+      fig.Bind(19, f.visitors_in_multiple_variants);
+      const bool ok = fig.Step() == SQLITE_DONE;
+      fig.Reset();
+      return ok;
+    };
+    for (const auto& r : v.totals) {
+      if (!put_fig("total", r)) return Error("write figures");
+    }
+    for (const auto& r : v.hourly) {
+      if (!put_fig("hour", r)) return Error("write hourly figures");
+    }
+    Stmt uq(db_, "INSERT INTO uniques VALUES(?,?,?,?,?,?)");
+    for (const auto& r : v.uniques) {
+      uq.Bind(1, layer).Bind(2, r.experiment).Bind(3, r.variant).Bind(4, r.hour);
+      uq.Bind(5, r.uniques_1h).Bind(6, r.uniques_24h);
+      if (uq.Step() != SQLITE_DONE) return Error("write uniques");
+      uq.Reset();
+    }
+    Stmt ex(db_, "INSERT INTO experiments VALUES(?,?,?)");
+    for (const auto& r : v.experiments) {
+      ex.Bind(1, layer).Bind(2, r.experiment).Bind(3, r.visitors_in_multiple_variants);
+      if (ex.Step() != SQLITE_DONE) return Error("write experiments");
+      ex.Reset();
+    }
+    Stmt in(db_, "INSERT INTO input_totals VALUES(?,?,?,?,?,?,?,?)");
+    in.Bind(1, layer).Bind(2, v.input.lines).Bind(3, v.input.bad_rows).Bind(4, v.input.duplicates);
+    in.Bind(5, v.input.valid_beacons).Bind(6, v.input.late_beacons).Bind(7, v.min_ts).Bind(8, v.max_ts);
+    if (in.Step() != SQLITE_DONE) return Error("write input totals");
+    Stmt br(db_, "INSERT INTO bad_reasons VALUES(?,?,?)");
+    for (const auto& [reason, n] : v.input.bad_rows_by_reason) {
+      br.Bind(1, layer).Bind(2, reason).Bind(3, n);
+      if (br.Step() != SQLITE_DONE) return Error("write bad-row counts");
+      br.Reset();
+    }
+    return Status::Ok();
+  }
+
+  Status ReadAll(std::string_view layer, core::Views* v) {
+    Stmt fig(db_,
+             "SELECT scope, experiment, variant, hour, visitors, sessions, events, pageviews, "
+             "conversions, revenue, bounces, duration_ms, converted_visitors, sessions_sq, "
+             "conversions_sq, sessions_x_conversions, revenue_sq, visitors_in_multiple_variants "
+             "FROM figures WHERE layer=? ORDER BY scope, experiment, variant, hour");
+    fig.Bind(1, layer);
+    int rc;
+    while ((rc = fig.Step()) == SQLITE_ROW) {
+      core::FigureRow r{fig.Text(1), fig.Text(2), fig.Int(3), {}};
+      core::FigureValues& f = r.v;
+      f.visitors = fig.Int(4);
+      f.sessions = fig.Int(5);
+      f.events = fig.Int(6);
+      f.pageviews = fig.Int(7);
+      f.conversions = fig.Int(8);
+      f.revenue = fig.Real(9);
+      f.bounces = fig.Int(10);
+      f.duration_ms = fig.Int(11);
+      f.converted_visitors = fig.Int(12);
+      f.sessions_sq = fig.Int(13);
+      f.conversions_sq = fig.Int(14);
+      f.sessions_x_conversions = fig.Int(15);
+      f.revenue_sq = fig.Real(16);
+      f.visitors_in_multiple_variants = fig.Int(17);
+      (fig.Text(0) == "total" ? v->totals : v->hourly).push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("read figures");
+    Stmt uq(db_,
+            "SELECT experiment, variant, hour, uniques_1h, uniques_24h FROM uniques WHERE layer=? "
+            "ORDER BY experiment, variant, hour");
+    uq.Bind(1, layer);
+    while ((rc = uq.Step()) == SQLITE_ROW) {
+      v->uniques.push_back(core::UniquesRow{uq.Text(0), uq.Text(1), uq.Int(2), uq.Int(3), uq.Int(4)});
+    }
+    if (rc != SQLITE_DONE) return Error("read uniques");
+    Stmt ex(db_,
+            "SELECT experiment, visitors_in_multiple_variants FROM experiments WHERE layer=? "
+            "ORDER BY experiment");
+    ex.Bind(1, layer);
+    while ((rc = ex.Step()) == SQLITE_ROW) {
+      v->experiments.push_back(core::ExperimentRow{ex.Text(0), ex.Int(1)});
+    }
+    if (rc != SQLITE_DONE) return Error("read experiments");
+    Stmt in(db_,
+            "SELECT lines, bad_rows, duplicates, valid_beacons, late_beacons, min_ts, max_ts FROM "
+            "input_totals WHERE layer=?");
+    in.Bind(1, layer);
+    rc = in.Step();
+    if (rc == SQLITE_ROW) {
+      v->input.lines = in.Int(0);
+      v->input.bad_rows = in.Int(1);
+      v->input.duplicates = in.Int(2);
+      v->input.valid_beacons = in.Int(3);
+      v->input.late_beacons = in.Int(4);
+      v->min_ts = in.Int(5);
+      v->max_ts = in.Int(6);
+    } else if (rc != SQLITE_DONE) {
+      return Error("read input totals");
+    }
+    Stmt br(db_, "SELECT reason, count FROM bad_reasons WHERE layer=? ORDER BY reason");
+    br.Bind(1, layer);
+    while ((rc = br.Step()) == SQLITE_ROW) v->input.bad_rows_by_reason[br.Text(0)] = br.Int(1);
+    if (rc != SQLITE_DONE) return Error("read bad-row counts");
+    return Status::Ok();
+  }
+
+  std::mutex mu_;
+  sqlite3* const db_;
+  const std::string path_;
+};
+
+}  // namespace
+
+std::string_view LayerName(Layer l) { return l == Layer::kBatch ? "batch" : "speed"; }
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                                 nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": cannot open the SQLite store: " +
+                      (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return Status::IoError(msg);
+  }
+  sqlite3_busy_timeout(db, 10000);
+  auto store = std::make_unique<SqliteStore>(db, path);
+  DUET_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& uri) {
+  constexpr std::string_view kSqlite = "sqlite:";
+  if (uri.rfind(kSqlite, 0) == 0) {
+    const std::string path = uri.substr(kSqlite.size());
+    if (path.empty()) {
+      return Status::InvalidArgument("--store: '" + uri + "' has no path; expected sqlite:PATH");
+    }
+    return OpenSqliteStore(path);
+  }
+  if (uri.rfind("mongodb://", 0) == 0) {
+    return Status::NotSupported("--store: '" + uri +
+                                "': the MongoDB store is not built yet; use sqlite:PATH");
+  }
+  return Status::InvalidArgument("--store: '" + uri + "' is not a store URI; expected sqlite:PATH");
+}
+
+}  // namespace duet::store

@@ -1,0 +1,72 @@
+// Store: where the layers keep their views, bad rows and bookkeeping. One interface, several
+// backends (SQLite now; MongoDB next), all held to the same contract tests
+// (store/tests/store_contract_test.cc).
+//
+// Contract for every implementation:
+// - All methods are thread-safe.
+// - A batch run is: BeginBatch, any number of PutBadRows, CommitBatch. Until CommitBatch
+//   returns ok, readers see the previous committed run in full; after, the new one in full —
+//   never a mix. A run that never commits (crash) leaves no trace a reader can see, and its
+//   leftovers are removed by a later BeginBatch.
+// - CommitBatch replaces (never adds to) the batch layer's views: committing the same input
+//   twice gives identical contents.
+// - Failures are returned as Status: Unavailable when the backend cannot be reached (retrying may
+//   help), Corruption when stored data is unreadable, IoError for local I/O trouble.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/bad_row.h"
+#include "core/views.h"
+#include "util/result.h"
+
+namespace duet::store {
+
+enum class Layer { kBatch, kSpeed };
+std::string_view LayerName(Layer l);
+
+struct BatchRun {
+  int64_t generation = 0;
+  int64_t started_ms = 0;   // wall clock, ms since the epoch
+  int64_t finished_ms = 0;
+  std::string input;
+  // Event time (ms) up to which the batch views are authoritative: the greatest ts of the run's
+  // valid beacons (0 for an empty input).
+  int64_t high_water_mark_ms = 0;
+  int64_t lines = 0;
+};
+
+struct BadRowQuery {
+  Layer layer = Layer::kBatch;
+  std::optional<std::string> reason;  // only this reason, if set
+  int64_t limit = 100;                // at most this many, ordered by (source, offset)
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Starts a batch run and returns its generation (increasing across runs).
+  virtual Result<int64_t> BeginBatch() = 0;
+  // Keeps bad rows of the run `generation`; idempotent per (source, offset).
+  virtual Status PutBadRows(int64_t generation, std::span<const core::BadRow> rows) = 0;
+  // Atomically makes `views`, the run's bad rows and `run` the batch layer's current state.
+  virtual Status CommitBatch(int64_t generation, const core::Views& views, const BatchRun& run) = 0;
+
+  // The current views of a layer (empty Views if nothing was committed).
+  virtual Result<core::Views> ReadViews(Layer layer) = 0;
+  // The last committed batch run, if any.
+  virtual Result<std::optional<BatchRun>> LastBatchRun() = 0;
+  virtual Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) = 0;
+};
+
+// Opens a store by URI: "sqlite:PATH" (created if missing). InvalidArgument for an unknown or
+// malformed URI, naming what was expected.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& uri);
+
+}  // namespace duet::store

@@ -1,0 +1,186 @@
+// The Store contract, run against every backend (a TYPED_TEST_SUITE: add a backend by adding a
+// factory to Backends).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "store/sqlite_store.h"
+#include "store/store.h"
+
+namespace duet::store {
+namespace {
+
+struct SqliteBackend {
+  static std::string Uri(const std::string& name) {
+    const auto dir = std::filesystem::path(::testing::TempDir()) / ("duet_store_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto path = dir / (name + ".sqlite");
+    std::filesystem::remove(path);
+    std::filesystem::remove(path.string() + "-wal");
+    std::filesystem::remove(path.string() + "-shm");
+    return "sqlite:" + path.string();
+  }
+};
+
+template <typename Backend>
+class StoreContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uri_ = Backend::Uri(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    auto s = OpenStore(uri_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+
+  static core::Views SampleViews(int64_t scale) {
+    core::Views v;
+    core::FigureValues f;
+    f.visitors = 3 * scale;
+    f.sessions = 5 * scale;
+    f.revenue = 0.1 + 0.2;  // not a round number: must come back bit-exact
+    f.revenue_sq = 1e-300;
+    v.totals.push_back({"", "", 0, f});
+    v.totals.push_back({"exp", "control", 0, f});
+    v.hourly.push_back({"exp", "control", 492636, f});
+    v.uniques.push_back({"exp", "control", 492636, 2, 3});
+    v.experiments.push_back({"exp", scale});
+    v.input = {10 * scale, scale, scale, 8 * scale, 0, {{"json.syntax", scale}}};
+    v.min_ts = 1;
+    v.max_ts = 2 * scale;
+    return v;
+  }
+  static core::BadRow Bad(const std::string& source, uint64_t offset) {
+    return core::BadRow{beacon::BadReason::kJsonSyntax, source, 1, offset, 5, false,
+                        std::string("{\xff\0x", 4)};
+  }
+
+  std::string uri_;
+  std::unique_ptr<Store> store_;
+};
+
+using Backends = ::testing::Types<SqliteBackend>;
+TYPED_TEST_SUITE(StoreContractTest, Backends);
+
+TYPED_TEST(StoreContractTest, EmptyStoreReadsAsEmptyViews) {
+  auto v = this->store_->ReadViews(Layer::kBatch);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, core::Views());
+  auto run = this->store_->LastBatchRun();
+  ASSERT_TRUE(run.ok());
+  EXPECT_FALSE(run->has_value());
+}
+
+TYPED_TEST(StoreContractTest, CommittedViewsReadBackExactly) {
+  auto gen = this->store_->BeginBatch();
+  ASSERT_TRUE(gen.ok());
+  const core::Views views = this->SampleViews(1);
+  ASSERT_TRUE(this->store_->CommitBatch(*gen, views, BatchRun{*gen, 1, 2, "in", 2, 10}).ok());
+  auto back = this->store_->ReadViews(Layer::kBatch);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, views);
+  auto run = this->store_->LastBatchRun();
+  ASSERT_TRUE(run.ok() && run->has_value());
+  EXPECT_EQ((*run)->high_water_mark_ms, 2);
+  EXPECT_EQ((*run)->generation, *gen);
+}
+
+TYPED_TEST(StoreContractTest, CommitReplacesInsteadOfAdding) {
+  for (int i = 0; i < 2; ++i) {
+    auto gen = this->store_->BeginBatch();
+    ASSERT_TRUE(gen.ok());
+    ASSERT_TRUE(this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0), this->Bad("f", 9)}).ok());
+    ASSERT_TRUE(this->store_->CommitBatch(*gen, this->SampleViews(1), BatchRun{*gen}).ok());
+  }
+  auto back = this->store_->ReadViews(Layer::kBatch);
+  EXPECT_EQ(*back, this->SampleViews(1));
+  auto rows = this->store_->ReadBadRows(BadRowQuery{});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 2u);
+}
+
+TYPED_TEST(StoreContractTest, UncommittedRunIsInvisibleAndCleanedUp) {
+  auto g1 = this->store_->BeginBatch();
+  ASSERT_TRUE(this->store_->PutBadRows(*g1, std::vector{this->Bad("old", 0)}).ok());
+  ASSERT_TRUE(this->store_->CommitBatch(*g1, this->SampleViews(1), BatchRun{*g1}).ok());
+  // A run that crashes after writing bad rows.
+  auto g2 = this->store_->BeginBatch();
+  ASSERT_TRUE(g2.ok());
+  EXPECT_GT(*g2, *g1);
+  ASSERT_TRUE(this->store_->PutBadRows(*g2, std::vector{this->Bad("new", 0), this->Bad("new", 1)}).ok());
+  auto rows = this->store_->ReadBadRows(BadRowQuery{});
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].source, "old");
+  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), this->SampleViews(1));
+  // The next run starts clean and commits.
+  auto g3 = this->store_->BeginBatch();
+  ASSERT_TRUE(this->store_->CommitBatch(*g3, this->SampleViews(2), BatchRun{*g3}).ok());
+  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), this->SampleViews(2));
+  EXPECT_TRUE(this->store_->ReadBadRows(BadRowQuery{})->empty());
+  // The abandoned run cannot commit any more.
+  EXPECT_FALSE(this->store_->CommitBatch(*g2, this->SampleViews(3), BatchRun{*g2}).ok());
+}
+
+TYPED_TEST(StoreContractTest, BadRowsKeepPayloadBytesAndFilterByReason) {
+  auto gen = this->store_->BeginBatch();
+  core::BadRow other = this->Bad("f", 100);
+  other.reason = beacon::BadReason::kTsNotInteger;
+  other.truncated = true;
+  other.length = 70000;
+  ASSERT_TRUE(this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0), other}).ok());
+  // Re-putting the same row is idempotent.
+  ASSERT_TRUE(this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0)}).ok());
+  ASSERT_TRUE(this->store_->CommitBatch(*gen, core::Views(), BatchRun{*gen}).ok());
+  auto all = this->store_->ReadBadRows(BadRowQuery{});
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].payload, std::string("{\xff\0x", 4));
+  BadRowQuery q;
+  q.reason = "ts.not_integer";
+  auto some = this->store_->ReadBadRows(q);
+  ASSERT_EQ(some->size(), 1u);
+  EXPECT_TRUE((*some)[0].truncated);
+  EXPECT_EQ((*some)[0].length, 70000u);
+  q.reason.reset();
+  q.limit = 1;
+  EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
+}
+
+TYPED_TEST(StoreContractTest, ReopeningKeepsCommittedState) {
+  auto gen = this->store_->BeginBatch();
+  ASSERT_TRUE(this->store_->CommitBatch(*gen, this->SampleViews(4), BatchRun{*gen}).ok());
+  this->store_.reset();
+  auto again = OpenStore(this->uri_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*(*again)->ReadViews(Layer::kBatch), this->SampleViews(4));
+}
+
+TEST(OpenStoreTest, UnknownSchemeIsRejectedWithTheExpectedForm) {
+  auto s = OpenStore("postgres://x");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("sqlite:PATH"), std::string::npos);
+  EXPECT_FALSE(OpenStore("sqlite:").ok());
+}
+
+TEST(OpenStoreTest, UnwritableSqlitePathIsIoError) {
+  auto s = OpenStore("sqlite:/nonexistent-dir/x/y.sqlite");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kIoError);
+}
+
+TEST(OpenStoreTest, FileThatIsNotADatabaseIsRefused) {
+  const std::string path = ::testing::TempDir() + "/duet_not_a_db_" + std::to_string(::getpid());
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs("this is not sqlite, just text long enough to be looked at by sqlite......", f);
+    std::fclose(f);
+  }
+  auto s = OpenStore("sqlite:" + path);
+  EXPECT_FALSE(s.ok());
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace duet::store
