@@ -18,6 +18,7 @@
 #include "util/flat_map.h"
 #include "util/hash.h"
 #include "util/line_reader.h"
+#include "util/slab.h"
 
 namespace duet::batch {
 namespace {
@@ -28,7 +29,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kBucketBits = 8;
 constexpr int kBuckets = 1 << kBucketBits;
 constexpr size_t kBadRowFlush = 4096;
-constexpr size_t kArenaChunk = 1 << 20;
 constexpr int kOffsetBits = 40;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -43,57 +43,35 @@ bool IsInputName(const std::string& name) {
   return ends(".ndjson") || ends(".ndjson.zst");
 }
 
-// A valid beacon as kept between the phases: 56 bytes plus its id and visitor bytes.
+// A valid beacon as kept between the phases: 56 bytes plus its id bytes. Visitors are keyed by
+// a 128-bit hash (collisions: see docs/beacon-contract.md); ids by their bytes.
 struct Record {
-  uint64_t visitor_hash;
-  uint64_t id_hash;
+  uint64_t visitor_lo;
+  uint64_t visitor_hi;
   int64_t ts;
   double value;
-  uint64_t pos;      // file index << kOffsetBits | line offset: the contract's read order
-  const char* strs;  // id bytes then visitor bytes, in the reading thread's arena
-  uint32_t tags;     // tag set id in the reading thread's catalog
+  uint64_t pos;     // file index << kOffsetBits | line offset: the contract's read order
+  const char* id;   // id bytes in the reading thread's arena
+  uint32_t tags;    // tag set id: the reading thread's catalog until the compute phase remaps it
   uint8_t id_len;
-  uint8_t visitor_len;
   beacon::BeaconType type;
   uint8_t duplicate;
-  std::string_view id() const { return {strs, id_len}; }
-  std::string_view visitor() const { return {strs + id_len, visitor_len}; }
+  std::string_view id_view() const { return {id, id_len}; }
 };
+static_assert(sizeof(Record) == 56);
 
+// Where a record lives, for the dedup pass: 16 bytes.
 struct IdEntry {
   uint64_t id_hash;
-  uint64_t pos;
-  uint32_t index;   // in the owner's records[bucket]
-  uint16_t bucket;  // visitor bucket
-  uint16_t thread;
+  Record* record;
 };
 
-// Append-only byte storage with stable addresses.
-class Arena {
- public:
-  const char* Put(std::string_view a, std::string_view b) {
-    const size_t n = a.size() + b.size();
-    if (chunks_.empty() || used_ + n > kArenaChunk) {
-      chunks_.push_back(std::make_unique<char[]>(kArenaChunk));
-      used_ = 0;
-    }
-    char* p = chunks_.back().get() + used_;
-    std::memcpy(p, a.data(), a.size());
-    std::memcpy(p + a.size(), b.data(), b.size());
-    used_ += n;
-    return p;
-  }
-
- private:
-  std::vector<std::unique_ptr<char[]>> chunks_;
-  size_t used_ = 0;
-};
-
+// One per reading thread. Records, dedup entries and id bytes live in the thread's Slab.
 struct ReaderState {
-  std::array<std::vector<Record>, kBuckets> records;
-  std::array<std::vector<IdEntry>, kBuckets> ids;
+  Slab slab;
+  std::array<BlockList<Record>, kBuckets> records;  // by visitor bucket
+  std::array<BlockList<IdEntry>, kBuckets> ids;     // by id bucket
   core::Catalog catalog;
-  Arena arena;
   std::array<int64_t, beacon::kReasonCount> bad_by_reason{};
   int64_t lines = 0;
   std::vector<core::BadRow> bad;
@@ -167,22 +145,22 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
         continue;
       }
       Record r;
-      r.visitor_hash = Hash64(b.visitor);
-      r.id_hash = Hash64(b.id);
+      const Hash128 vh = HashBytes(b.visitor);
+      r.visitor_lo = vh.lo;
+      r.visitor_hi = vh.hi;
       r.ts = b.ts.value();
       r.value = b.value;
       r.pos = (static_cast<uint64_t>(fi) << kOffsetBits) | line.offset;
-      r.strs = st->arena.Put(b.id, b.visitor);
+      char* id = static_cast<char*>(st->slab.Allocate(b.id.size(), 1));
+      std::memcpy(id, b.id.data(), b.id.size());
+      r.id = id;
       r.tags = st->catalog.InternTagSet(b.experiments);
       r.id_len = static_cast<uint8_t>(b.id.size());
-      r.visitor_len = static_cast<uint8_t>(b.visitor.size());
       r.type = b.type;
       r.duplicate = 0;
-      const auto vb = static_cast<uint16_t>(r.visitor_hash >> (64 - kBucketBits));
-      auto& recs = st->records[vb];
-      st->ids[r.id_hash >> (64 - kBucketBits)].push_back(
-          IdEntry{r.id_hash, r.pos, static_cast<uint32_t>(recs.size()), vb, thread});
-      recs.push_back(r);
+      const uint64_t id_hash = Hash64(b.id);
+      Record* stored = st->records[r.visitor_lo >> (64 - kBucketBits)].Append(r, &st->slab);
+      st->ids[id_hash >> (64 - kBucketBits)].Append(IdEntry{id_hash, stored}, &st->slab);
     }
     st->lines += local_lines;
     run->lines.fetch_add(local_lines, std::memory_order_relaxed);
@@ -197,114 +175,78 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
 // so no sort is needed: a hash map keeps, per id, the earliest read position seen so far.
 int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket, FlatMap<uint64_t>* first) {
   first->clear();
-  auto rec = [&](const IdEntry& e) -> Record& {
-    return states[e.thread]->records[e.bucket][e.index];
-  };
-  auto pack = [](const IdEntry& e) {
-    return (static_cast<uint64_t>(e.thread) << 48) | (static_cast<uint64_t>(e.bucket) << 32) | e.index;
-  };
-  auto unpack = [&](uint64_t v) -> Record& {
-    return states[v >> 48]->records[(v >> 32) & 0xffff][static_cast<uint32_t>(v)];
-  };
   // Ids that share a 64-bit hash with a different id: settled by comparing bytes (rare).
   std::vector<Record*> collided;
   int64_t dups = 0;
   for (const auto& st : states) {
-    for (const IdEntry& e : st->ids[bucket]) {
+    st->ids[bucket].ForEach([&](const IdEntry& e) {
       const uint64_t key = e.id_hash == FlatMap<uint64_t>::kEmpty ? 0 : e.id_hash;
       uint64_t& slot = (*first)[key];
-      Record& r = rec(e);
       if (slot == 0) {
-        slot = pack(e) + 1;
-        continue;
+        slot = reinterpret_cast<uint64_t>(e.record);
+        return;
       }
-      Record& kept = unpack(slot - 1);
+      Record& r = *e.record;
+      Record& kept = *reinterpret_cast<Record*>(slot);
       Record* earlier = &kept;
-      if (kept.id() != r.id()) {
+      if (kept.id_view() != r.id_view()) {
         earlier = nullptr;
         for (Record* c : collided) {
-          if (c->id() == r.id()) earlier = c;
+          if (c->id_view() == r.id_view()) earlier = c;
         }
         if (earlier == nullptr) {
           collided.push_back(&r);
-          continue;
+          return;
         }
       }
       ++dups;
       if (r.pos < earlier->pos) {  // read before the one kept so far (another thread's file)
         earlier->duplicate = 1;
         if (earlier == &kept) {
-          slot = pack(e) + 1;
+          slot = reinterpret_cast<uint64_t>(&r);
         } else {
           *std::find(collided.begin(), collided.end(), earlier) = &r;
         }
       } else {
         r.duplicate = 1;
       }
-    }
+    });
   }
   return dups;
 }
 
-struct SortKey {
-  uint64_t visitor_hash;
-  int64_t ts;
-  const Record* r;
-};
-
+// Gathers the bucket's beacons into one contiguous array (tag sets remapped to the shared
+// catalog), sorts it by (visitor, ts, id) and hands each visitor's events to the aggregator.
+// Sorting the records themselves keeps the per-visitor pass sequential in memory.
 void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
                    const std::vector<std::vector<core::TagSetId>>& remap, int bucket,
-                   core::Aggregator* agg, std::vector<SortKey>* keys,
+                   core::Aggregator* agg, std::vector<Record>* recs,
                    std::vector<core::Event>* events) {
-  keys->clear();
-  for (const auto& st : states) {
-    for (const Record& r : st->records[bucket]) {
-      if (!r.duplicate) keys->push_back(SortKey{r.visitor_hash, r.ts, &r});
-    }
+  recs->clear();
+  for (size_t t = 0; t < states.size(); ++t) {
+    states[t]->records[bucket].ForEach([&](const Record& r) {
+      if (r.duplicate) return;
+      recs->push_back(r);
+      recs->back().tags = remap[t][r.tags];
+    });
   }
-  auto before = [](const SortKey& a, const SortKey& b) {
-    if (a.visitor_hash != b.visitor_hash) return a.visitor_hash < b.visitor_hash;
+  std::sort(recs->begin(), recs->end(), [](const Record& a, const Record& b) {
+    if (a.visitor_lo != b.visitor_lo) return a.visitor_lo < b.visitor_lo;
+    if (a.visitor_hi != b.visitor_hi) return a.visitor_hi < b.visitor_hi;
     if (a.ts != b.ts) return a.ts < b.ts;
-    return a.r->id() < b.r->id();
-  };
-  std::sort(keys->begin(), keys->end(), before);
-  // Which thread's catalog a record's tag set belongs to.
-  auto owner = [&](const Record* r) -> size_t {
-    for (size_t t = 0; t < states.size(); ++t) {
-      const auto& v = states[t]->records[bucket];
-      if (!v.empty() && r >= v.data() && r < v.data() + v.size()) return t;
+    return a.id_view() < b.id_view();
+  });
+  for (size_t i = 0; i < recs->size();) {
+    const Record& first = (*recs)[i];
+    events->clear();
+    size_t j = i;
+    for (; j < recs->size() && (*recs)[j].visitor_lo == first.visitor_lo &&
+           (*recs)[j].visitor_hi == first.visitor_hi;
+         ++j) {
+      const Record& r = (*recs)[j];
+      events->push_back(core::Event{r.ts, r.id_view(), r.value, r.tags, r.type});
     }
-    return 0;
-  };
-  for (size_t i = 0; i < keys->size();) {
-    size_t j = i + 1;
-    bool mixed = false;  // two visitors sharing a 64-bit hash
-    const std::string_view visitor = (*keys)[i].r->visitor();
-    while (j < keys->size() && (*keys)[j].visitor_hash == (*keys)[i].visitor_hash) {
-      mixed |= (*keys)[j].r->visitor() != visitor;
-      ++j;
-    }
-    if (mixed) {
-      std::stable_sort(keys->begin() + i, keys->begin() + j, [](const SortKey& a, const SortKey& b) {
-        return a.r->visitor() < b.r->visitor();
-      });
-    }
-    size_t k = i;
-    while (k < j) {
-      size_t m = k + 1;
-      if (mixed) {
-        while (m < j && (*keys)[m].r->visitor() == (*keys)[k].r->visitor()) ++m;
-      } else {
-        m = j;
-      }
-      events->clear();
-      for (size_t x = k; x < m; ++x) {
-        const Record* r = (*keys)[x].r;
-        events->push_back(core::Event{r->ts, r->id(), r->value, remap[owner(r)][r->tags], r->type});
-      }
-      agg->AddVisitor(*events);
-      k = m;
-    }
+    agg->AddVisitor(*events);
     i = j;
   }
 }
@@ -404,23 +346,6 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   const int threads = options.threads;
   std::vector<std::unique_ptr<ReaderState>> states;
   for (int t = 0; t < threads; ++t) states.push_back(std::make_unique<ReaderState>());
-  // Reserve bucket space from the input size (generated lines average ~230 bytes; shorter lines
-  // just grow the vectors), so that the common case never copies records while reading.
-  {
-    uint64_t plain_bytes = 0;
-    for (const InputFile& f : *files) {
-      if (f.relative.size() < 4 || f.relative.compare(f.relative.size() - 4, 4, ".zst") != 0) {
-        plain_bytes += f.size;
-      }
-    }
-    const size_t per_bucket = plain_bytes / 240 / threads / kBuckets;
-    for (auto& st : states) {
-      for (int b = 0; b < kBuckets; ++b) {
-        st->records[b].reserve(per_bucket);
-        st->ids[b].reserve(per_bucket);
-      }
-    }
-  }
   Run run(options, *files, sink);
 
   // Phase 1: read, parse, validate; files are handed out one at a time.
@@ -455,13 +380,13 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
 
   // Phase 3: per visitor bucket, sessionize, attribute and aggregate.
   std::vector<std::unique_ptr<core::Aggregator>> aggs;
-  std::vector<std::vector<SortKey>> keys(threads);
+  std::vector<std::vector<Record>> scratch(threads);
   std::vector<std::vector<core::Event>> events(threads);
   for (int t = 0; t < threads; ++t) {
     aggs.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
   }
   ParallelFor(threads, kBuckets, [&](int t, int b) {
-    ComputeBucket(states, remap, b, aggs[t].get(), &keys[t], &events[t]);
+    ComputeBucket(states, remap, b, aggs[t].get(), &scratch[t], &events[t]);
   });
   for (int t = 1; t < threads; ++t) aggs[0]->Merge(*aggs[t]);
   core::Views views = aggs[0]->Finalize();
@@ -470,10 +395,12 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   core::InputTotals& in = views.input;
   std::array<int64_t, beacon::kReasonCount> bad{};
   int64_t valid_read = 0;
+  uint64_t stats_slab_bytes = 0;
   for (const auto& st : states) {
     in.lines += st->lines;
     for (size_t r = 0; r < bad.size(); ++r) bad[r] += st->bad_by_reason[r];
     for (const auto& ids : st->ids) valid_read += static_cast<int64_t>(ids.size());
+    stats_slab_bytes += st->slab.reserved_bytes();
   }
   for (size_t r = 0; r < bad.size(); ++r) {
     if (bad[r] == 0) continue;
@@ -488,6 +415,7 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
                               std::to_string(in.duplicates) + " + valid " +
                               std::to_string(in.valid_beacons));
   }
+  s.working_set_bytes = stats_slab_bytes;
   s.read_seconds = Seconds(t0, t1);
   s.dedup_seconds = Seconds(t1, t2);
   s.compute_seconds = Seconds(t2, t3);

@@ -59,6 +59,7 @@ struct BatchStats {
   double read_seconds = 0;     // read + parse + validate
   double dedup_seconds = 0;
   double compute_seconds = 0;  // sessionize + attribute + aggregate
+  uint64_t working_set_bytes = 0;  // memory held for records between the phases
 };
 
 // Runs the batch layer over options.input. Bad rows go to `sink` (may be null to drop them, for

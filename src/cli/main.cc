@@ -211,6 +211,7 @@ int CmdBatch(const std::vector<std::string>& args) {
        {"bad_rows", in.bad_rows}, {"files", r->stats.files}, {"seconds", r->seconds},
        {"read_seconds", r->stats.read_seconds}, {"dedup_seconds", r->stats.dedup_seconds},
        {"compute_seconds", r->stats.compute_seconds},
+       {"working_set_mib", static_cast<double>(r->stats.working_set_bytes) / (1 << 20)},
        {"lines_per_s", r->seconds > 0 ? in.lines / r->seconds : 0.0}});
   std::printf("batch: %" PRId64 " lines (%" PRId64 " valid, %" PRId64 " duplicates, %" PRId64
               " bad rows) from %" PRIu64 " files in %.2f s (%.0f lines/s) -> %s\n",

@@ -62,7 +62,7 @@ std::string PartitionOf(int64_t hour) {
   const int64_t d = doy - (153 * mp + 2) / 5 + 1;
   const int64_t m = mp < 10 ? mp + 3 : mp - 9;
   const int64_t y = yoe + era * 400 + (m <= 2);
-  char buf[32];
+  char buf[64];
   std::snprintf(buf, sizeof(buf), "dt=%04d-%02d-%02d/hr=%02d", static_cast<int>(y),
                 static_cast<int>(m), static_cast<int>(d), hh);
   return buf;
@@ -344,8 +344,7 @@ Status PrepareOutDir(const GenerateOptions& o) {
     const std::string name = it->path().filename().string();
     if (name == kManifestName) {
       has_manifest = IsGeneratorManifest(it->path());
-    } else if (name == kManifestTmpName ||
-               (name.rfind("dt=", 0) == 0 && it->is_directory())) {
+    } else if (name == kManifestTmpName || (name.rfind("dt=", 0) == 0 && it->is_directory())) {
       ours.push_back(it->path());
     } else {
       return Status::InvalidArgument(
@@ -356,9 +355,9 @@ Status PrepareOutDir(const GenerateOptions& o) {
   if (ec) return Status::IoError("cannot list out_dir '" + dir + "': " + ec.message());
   if (empty) return Status::Ok();
   if (!has_manifest) {
-    return Status::InvalidArgument(
-        "out_dir '" + dir + "' is not empty and has no _manifest.json written by duet gen; "
-        "refusing to overwrite it: choose an empty or new directory");
+    return Status::InvalidArgument("out_dir '" + dir +
+                                   "' is not empty and has no _manifest.json written by duet gen; "
+                                   "refusing to overwrite it: choose an empty or new directory");
   }
   // Mark the directory as ours-in-progress before deleting, so an interrupted run can be redone.
   DUET_RETURN_IF_ERROR(WriteManifest(dir, ManifestJson(o, false, GenerateStats{}, {})));
@@ -382,8 +381,12 @@ Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
   DUET_RETURN_IF_ERROR(PrepareOutDir(o));
   DUET_RETURN_IF_ERROR(WriteManifest(o.out_dir, ManifestJson(o, false, GenerateStats{}, {})));
   Log(LogLevel::kInfo, "gen.start",
-      {{"out_dir", o.out_dir}, {"beacons", o.beacons}, {"seed", o.seed}, {"hours", o.hours},
-       {"visitors", o.visitors}, {"zstd", o.zstd}});
+      {{"out_dir", o.out_dir},
+       {"beacons", o.beacons},
+       {"seed", o.seed},
+       {"hours", o.hours},
+       {"visitors", o.visitors},
+       {"zstd", o.zstd}});
 
   const std::string suffix = o.zstd ? ".ndjson.zst" : ".ndjson";
   TrafficGenerator gen(o);
@@ -422,9 +425,8 @@ Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
       char name[32];
       std::snprintf(name, sizeof(name), "part-%05u", part);
       const std::string rel = partition + "/" + name + suffix;
-      DUET_RETURN_IF_ERROR(writer.Open(o.out_dir + "/" + rel,
-                                       o.out_dir + "/" + partition + "/." + name + suffix +
-                                           ".tmp"));
+      DUET_RETURN_IF_ERROR(writer.Open(
+          o.out_dir + "/" + rel, o.out_dir + "/" + partition + "/." + name + suffix + ".tmp"));
       files.push_back({rel});
       ++st.files;
     }
@@ -451,7 +453,9 @@ Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
     if (st.lines % kProgressEveryLines == 0) {
       const double secs = SecondsSince(t0);
       Log(LogLevel::kInfo, "gen.progress",
-          {{"lines", st.lines}, {"of", o.beacons}, {"partition", partition},
+          {{"lines", st.lines},
+           {"of", o.beacons},
+           {"partition", partition},
            {"lines_per_s", secs > 0 ? static_cast<double>(st.lines) / secs : 0.0}});
     }
   }
@@ -459,9 +463,13 @@ Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
   st.seconds = SecondsSince(t0);
   DUET_RETURN_IF_ERROR(WriteManifest(o.out_dir, ManifestJson(o, true, st, files)));
   Log(LogLevel::kInfo, "gen.done",
-      {{"lines", st.lines}, {"valid_unique", st.valid_unique},
-       {"duplicate_resends", st.duplicate_resends}, {"bad_rows", st.bad_rows},
-       {"files", st.files}, {"bytes", st.bytes}, {"bytes_on_disk", st.bytes_on_disk},
+      {{"lines", st.lines},
+       {"valid_unique", st.valid_unique},
+       {"duplicate_resends", st.duplicate_resends},
+       {"bad_rows", st.bad_rows},
+       {"files", st.files},
+       {"bytes", st.bytes},
+       {"bytes_on_disk", st.bytes_on_disk},
        {"seconds", st.seconds},
        {"lines_per_s", st.seconds > 0 ? static_cast<double>(st.lines) / st.seconds : 0.0}});
   if (stats != nullptr) *stats = st;

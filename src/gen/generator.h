@@ -132,9 +132,9 @@ struct GenerateStats {
   std::array<uint64_t, kBadKindCount> bad_by_kind{};
   uint64_t late = 0;  // kValid lines that arrived late
   uint64_t files = 0;
-  uint64_t bytes = 0;             // uncompressed bytes written, newlines included
-  uint64_t bytes_on_disk = 0;     // equal to bytes unless zstd
-  double seconds = 0;             // wall time of WriteDataset
+  uint64_t bytes = 0;          // uncompressed bytes written, newlines included
+  uint64_t bytes_on_disk = 0;  // equal to bytes unless zstd
+  double seconds = 0;          // wall time of WriteDataset
 };
 
 // Writes the dataset of `options` under options.out_dir:

@@ -38,12 +38,21 @@ inline constexpr double kCheckoutTreatmentConversionLift = 1.15;
 inline constexpr double kPricingV2RevenueFactor = 1.10;
 
 inline constexpr std::array<ExperimentDesign, kExperimentCount> kExperiments = {{
-    {"checkout_button", 2, {"control", "treatment"}, {5000, 5000, 0}, kBasisPoints, 0.0,
+    {"checkout_button",
+     2,
+     {"control", "treatment"},
+     {5000, 5000, 0},
+     kBasisPoints,
+     0.0,
      "treatment multiplies the conversion probability of a visit by 1.15"},
-    {"pricing_page", 3, {"control", "v1", "v2"}, {3334, 3333, 3333}, 8000, 0.0,
+    {"pricing_page",
+     3,
+     {"control", "v1", "v2"},
+     {3334, 3333, 3333},
+     8000,
+     0.0,
      "v2 multiplies order values by 1.10; v1 has no effect"},
-    {"search_ranking", 2, {"control", "treatment"}, {5000, 5000, 0}, 3000, 0.4,
-     "none (A/A)"},
+    {"search_ranking", 2, {"control", "treatment"}, {5000, 5000, 0}, 3000, 0.4, "none (A/A)"},
 }};
 inline constexpr size_t kCheckoutButton = 0;
 inline constexpr size_t kPricingPage = 1;
@@ -56,26 +65,42 @@ inline constexpr uint32_t kContaminatedVisitorsBp = 100;
 // ---- Catalogs -----------------------------------------------------------------------------------
 
 enum class EventType : uint8_t {
-  kPageview, kClick, kScroll, kSearch, kAddToCart, kVideoPlay, kFormSubmit, kConversion
+  kPageview,
+  kClick,
+  kScroll,
+  kSearch,
+  kAddToCart,
+  kVideoPlay,
+  kFormSubmit,
+  kConversion
 };
 inline constexpr std::array<std::string_view, 8> kEventTypeNames = {
-    "pageview", "click", "scroll", "search", "add_to_cart", "video_play", "form_submit",
-    "conversion"};
+    "pageview",    "click",      "scroll",      "search",
+    "add_to_cart", "video_play", "form_submit", "conversion"};
 
 enum class PageKind : uint8_t {
-  kHome, kCategory, kProduct, kSearch, kCart, kCheckout, kConfirmation, kPricing, kAccount, kHelp
+  kHome,
+  kCategory,
+  kProduct,
+  kSearch,
+  kCart,
+  kCheckout,
+  kConfirmation,
+  kPricing,
+  kAccount,
+  kHelp
 };
 
 inline constexpr std::array<std::string_view, 10> kCategories = {
-    "shoes", "jackets", "bags", "watches", "outdoor", "kitchen", "garden", "toys", "books",
-    "beauty"};
+    "shoes",   "jackets", "bags", "watches", "outdoor",
+    "kitchen", "garden",  "toys", "books",   "beauty"};
 // Already JSON-escaped; two carry non-ASCII text, raw and as a \u escape.
 inline constexpr std::array<std::string_view, 12> kSearchQueries = {
-    "running+shoes", "rain+jacket", "gift+ideas", "caf\xc3\xa9+table", "wireless+headphones",
-    "winter+boots", "yoga+mat", "na\\u00efve+art+print", "espresso+machine", "backpack",
-    "smart+watch", "linen+shirt"};
-inline constexpr std::array<std::string_view, 6> kHelpTopics = {
-    "shipping", "returns", "payment", "sizes", "contact", "warranty"};
+    "running+shoes",       "rain+jacket",  "gift+ideas",  "caf\xc3\xa9+table",
+    "wireless+headphones", "winter+boots", "yoga+mat",    "na\\u00efve+art+print",
+    "espresso+machine",    "backpack",     "smart+watch", "linen+shirt"};
+inline constexpr std::array<std::string_view, 6> kHelpTopics = {"shipping", "returns", "payment",
+                                                                "sizes",    "contact", "warranty"};
 inline constexpr uint32_t kProductCount = 5000;
 
 enum class Device : uint8_t { kDesktop, kMobile, kTablet };

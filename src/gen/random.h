@@ -60,9 +60,9 @@ inline double Exp(double x) {
   const int k = static_cast<int>(kf < 0 ? kf - 0.5 : kf + 0.5);
   const double r = (x - k * kLn2Hi) - k * kLn2Lo;  // |r| <= 0.347
   // Taylor polynomial of degree 11 (Horner); the remainder is below 1e-13.
-  constexpr double kInvFactorial[] = {1.0,         1.0,          1.0 / 2,        1.0 / 6,
-                                      1.0 / 24,    1.0 / 120,    1.0 / 720,      1.0 / 5040,
-                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,  1.0 / 39916800};
+  constexpr double kInvFactorial[] = {1.0,         1.0,          1.0 / 2,       1.0 / 6,
+                                      1.0 / 24,    1.0 / 120,    1.0 / 720,     1.0 / 5040,
+                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800};
   double poly = kInvFactorial[11];
   for (int n = 10; n >= 0; --n) poly = poly * r + kInvFactorial[n];
   return std::ldexp(poly, k);

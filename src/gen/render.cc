@@ -46,33 +46,49 @@ char* PutCents(char* p, uint64_t cents) {
 
 char* PutPage(char* p, PageKind page, uint32_t arg) {
   switch (page) {
-    case PageKind::kHome: return Put(p, "/");
+    case PageKind::kHome:
+      return Put(p, "/");
     case PageKind::kCategory:
       return Put(Put(p, "/category/"), kCategories[arg % kCategories.size()]);
-    case PageKind::kProduct: return PutInt(Put(p, "/product/"), arg % kProductCount);
+    case PageKind::kProduct:
+      return PutInt(Put(p, "/product/"), arg % kProductCount);
     case PageKind::kSearch:
       return Put(Put(p, "/search?q="), kSearchQueries[arg % kSearchQueries.size()]);
-    case PageKind::kCart: return Put(p, "/cart");
-    case PageKind::kCheckout: return Put(p, "/checkout");
-    case PageKind::kConfirmation: return Put(p, "/checkout/confirmation");
-    case PageKind::kPricing: return Put(p, "/pricing");
-    case PageKind::kAccount: return Put(p, "/account");
-    case PageKind::kHelp: return Put(Put(p, "/help/"), kHelpTopics[arg % kHelpTopics.size()]);
+    case PageKind::kCart:
+      return Put(p, "/cart");
+    case PageKind::kCheckout:
+      return Put(p, "/checkout");
+    case PageKind::kConfirmation:
+      return Put(p, "/checkout/confirmation");
+    case PageKind::kPricing:
+      return Put(p, "/pricing");
+    case PageKind::kAccount:
+      return Put(p, "/account");
+    case PageKind::kHelp:
+      return Put(Put(p, "/help/"), kHelpTopics[arg % kHelpTopics.size()]);
   }
   return p;
 }
 
 // Field order of the two client SDKs: the web tag and the mobile app.
 enum class Field : uint8_t {
-  kId, kVisitor, kTs, kType, kPage, kDevice, kReferrer, kExperiments, kValue, kAppVersion
+  kId,
+  kVisitor,
+  kTs,
+  kType,
+  kPage,
+  kDevice,
+  kReferrer,
+  kExperiments,
+  kValue,
+  kAppVersion
 };
-constexpr std::array<Field, 9> kWebOrder = {Field::kId,       Field::kVisitor,    Field::kTs,
-                                            Field::kType,     Field::kPage,       Field::kDevice,
+constexpr std::array<Field, 9> kWebOrder = {Field::kId,       Field::kVisitor,     Field::kTs,
+                                            Field::kType,     Field::kPage,        Field::kDevice,
                                             Field::kReferrer, Field::kExperiments, Field::kValue};
-constexpr std::array<Field, 9> kAppOrder = {Field::kType,     Field::kTs,    Field::kId,
-                                            Field::kVisitor,  Field::kExperiments,
-                                            Field::kValue,    Field::kPage,  Field::kDevice,
-                                            Field::kAppVersion};
+constexpr std::array<Field, 9> kAppOrder = {
+    Field::kType,  Field::kTs,   Field::kId,     Field::kVisitor,   Field::kExperiments,
+    Field::kValue, Field::kPage, Field::kDevice, Field::kAppVersion};
 
 }  // namespace
 
@@ -103,8 +119,10 @@ size_t Renderer::Render(const Pending& e, char* buf) const {
   Mutation m;
   char* p = buf;
   switch (e.bad_kind) {
-    case BadKind::kCount: break;
-    case BadKind::kNotJson: return RenderNotJson(e, bad_bits, buf) - buf;
+    case BadKind::kCount:
+      break;
+    case BadKind::kNotJson:
+      return RenderNotJson(e, bad_bits, buf) - buf;
     case BadKind::kEmptyLine: {
       constexpr std::array<std::string_view, 3> kBlank = {"", " ", "  \t"};
       return Put(buf, kBlank[bad_bits % kBlank.size()]) - buf;
@@ -119,24 +137,60 @@ size_t Renderer::Render(const Pending& e, char* buf) const {
     case BadKind::kJsonArray:
       p = RenderObject(e, m, bad_bits, Put(p, '['));
       return Put(p, ']') - buf;
-    case BadKind::kMissingId: m.omit_id = true; break;
-    case BadKind::kIdDuplicateKey: m.id_twice = true; break;
-    case BadKind::kMissingVisitor: m.omit_visitor = true; break;
-    case BadKind::kVisitorNotString: m.visitor_number = true; break;
-    case BadKind::kMissingTs: m.omit_ts = true; break;
-    case BadKind::kTsString: m.ts_string = true; break;
-    case BadKind::kTsFraction: m.ts_fraction = true; break;
-    case BadKind::kTsSeconds: m.ts_seconds = true; break;
-    case BadKind::kMissingType: m.omit_type = true; break;
-    case BadKind::kTypeEmpty: m.type_empty = true; break;
-    case BadKind::kInvalidUtf8: m.page_invalid_utf8 = true; break;
-    case BadKind::kPageTooLong: m.page_too_long = true; break;
-    case BadKind::kExperimentsNotObject: m.exps_not_object = true; break;
-    case BadKind::kTooManyExperiments: m.exps_too_many = true; break;
-    case BadKind::kVariantNotString: m.exps_variant_number = true; break;
-    case BadKind::kValueNegative: m.value_negative = true; break;
-    case BadKind::kValueBoolean: m.value_boolean = true; break;
-    case BadKind::kHugeLine: m.page_huge = true; break;
+    case BadKind::kMissingId:
+      m.omit_id = true;
+      break;
+    case BadKind::kIdDuplicateKey:
+      m.id_twice = true;
+      break;
+    case BadKind::kMissingVisitor:
+      m.omit_visitor = true;
+      break;
+    case BadKind::kVisitorNotString:
+      m.visitor_number = true;
+      break;
+    case BadKind::kMissingTs:
+      m.omit_ts = true;
+      break;
+    case BadKind::kTsString:
+      m.ts_string = true;
+      break;
+    case BadKind::kTsFraction:
+      m.ts_fraction = true;
+      break;
+    case BadKind::kTsSeconds:
+      m.ts_seconds = true;
+      break;
+    case BadKind::kMissingType:
+      m.omit_type = true;
+      break;
+    case BadKind::kTypeEmpty:
+      m.type_empty = true;
+      break;
+    case BadKind::kInvalidUtf8:
+      m.page_invalid_utf8 = true;
+      break;
+    case BadKind::kPageTooLong:
+      m.page_too_long = true;
+      break;
+    case BadKind::kExperimentsNotObject:
+      m.exps_not_object = true;
+      break;
+    case BadKind::kTooManyExperiments:
+      m.exps_too_many = true;
+      break;
+    case BadKind::kVariantNotString:
+      m.exps_variant_number = true;
+      break;
+    case BadKind::kValueNegative:
+      m.value_negative = true;
+      break;
+    case BadKind::kValueBoolean:
+      m.value_boolean = true;
+      break;
+    case BadKind::kHugeLine:
+      m.page_huge = true;
+      break;
   }
   p = RenderObject(e, m, bad_bits, p);
   if (e.bad_kind == BadKind::kCount && (e.flags & kFlagCrlf) != 0) p = Put(p, '\r');

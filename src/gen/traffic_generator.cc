@@ -130,9 +130,8 @@ class TrafficGenerator::Impl {
         sim_rng_(options_.seed),
         traits_key_(internal::Mix64(options_.seed ^ 0x6a09e667f3bcc909ULL)),
         resend_probability_(options_.duplicate_fraction / (1.0 - options_.duplicate_fraction)),
-        loyal_visitors_(std::max<uint64_t>(1, static_cast<uint64_t>(
-                                                  static_cast<double>(options_.visitors) *
-                                                  kLoyalShare))) {
+        loyal_visitors_(std::max<uint64_t>(
+            1, static_cast<uint64_t>(static_cast<double>(options_.visitors) * kLoyalShare))) {
     assert(ValidateOptions(options).ok());
     hour_weights_.reserve(options_.hours);
     for (int h = 0; h < options_.hours; ++h) {
@@ -276,10 +275,9 @@ class TrafficGenerator::Impl {
 
   PageKind RandomPage(uint32_t* arg) {
     constexpr std::array<uint32_t, 7> kWeights = {10, 20, 42, 8, 8, 5, 7};
-    constexpr std::array<PageKind, 7> kPages = {PageKind::kHome,    PageKind::kCategory,
-                                                PageKind::kProduct, PageKind::kCart,
-                                                PageKind::kPricing, PageKind::kAccount,
-                                                PageKind::kHelp};
+    constexpr std::array<PageKind, 7> kPages = {
+        PageKind::kHome,    PageKind::kCategory, PageKind::kProduct, PageKind::kCart,
+        PageKind::kPricing, PageKind::kAccount,  PageKind::kHelp};
     *arg = static_cast<uint32_t>(sim_rng_.Next() >> 32);
     return kPages[internal::PickWeighted(&sim_rng_, kWeights)];
   }
@@ -301,8 +299,8 @@ class TrafficGenerator::Impl {
     ++cursor_;
     Rng& r = sim_rng_;
 
-    const uint32_t visitor = static_cast<uint32_t>(
-        r.Chance(0.5) ? r.Below(loyal_visitors_) : r.Below(options_.visitors));
+    const uint32_t visitor = static_cast<uint32_t>(r.Chance(0.5) ? r.Below(loyal_visitors_)
+                                                                 : r.Below(options_.visitors));
     char vid_buf[internal::kVisitorIdLength];
     renderer_.VisitorId(visitor, vid_buf);
     const std::string_view vid(vid_buf, internal::kVisitorIdLength);
@@ -313,9 +311,9 @@ class TrafficGenerator::Impl {
     Device device = usual < 48 ? Device::kDesktop : usual < 90 ? Device::kMobile : Device::kTablet;
     if (r.Chance(0.15)) device = static_cast<Device>(r.Below(3));
     const bool app = device == Device::kMobile && (traits >> 16) % 100 < 60;
-    const uint8_t referrer = app ? static_cast<uint8_t>(internal::kReferrerAbsent)
-                                 : static_cast<uint8_t>(internal::PickWeighted(
-                                       &r, internal::kReferrerWeights));
+    const uint8_t referrer =
+        app ? static_cast<uint8_t>(internal::kReferrerAbsent)
+            : static_cast<uint8_t>(internal::PickWeighted(&r, internal::kReferrerWeights));
 
     std::array<uint8_t, kExperimentCount> variants;
     for (size_t x = 0; x < kExperimentCount; ++x) {
@@ -336,7 +334,8 @@ class TrafficGenerator::Impl {
       }
     }
 
-    double p_convert = kConversionBase * internal::kDeviceConversionFactor[static_cast<int>(device)] *
+    double p_convert = kConversionBase *
+                       internal::kDeviceConversionFactor[static_cast<int>(device)] *
                        internal::kReferrerConversionFactor[referrer];
     if (variants[internal::kCheckoutButton] == 1) {
       p_convert *= internal::kCheckoutTreatmentConversionLift;
@@ -414,8 +413,7 @@ class TrafficGenerator::Impl {
       if (r.Chance(kNoExperimentsProbability)) e.flags |= internal::kFlagNoExperiments;
       e.bad_kind = BadKind::kCount;
       if (r.Chance(options_.bad_fraction)) {
-        e.bad_kind =
-            static_cast<BadKind>(internal::PickWeighted(&r, internal::kBadKindWeights));
+        e.bad_kind = static_cast<BadKind>(internal::PickWeighted(&r, internal::kBadKindWeights));
       } else if (r.Chance(kCrlfProbability)) {
         e.flags |= internal::kFlagCrlf;
       }
@@ -481,58 +479,104 @@ const GenerateOptions& TrafficGenerator::options() const { return impl_->options
 
 std::string_view BadKindName(BadKind kind) {
   switch (kind) {
-    case BadKind::kNotJson: return "not_json";
-    case BadKind::kTruncatedJson: return "truncated_json";
-    case BadKind::kEmptyLine: return "empty_line";
-    case BadKind::kJsonArray: return "json_array";
-    case BadKind::kMissingId: return "missing_id";
-    case BadKind::kIdDuplicateKey: return "id_duplicate_key";
-    case BadKind::kMissingVisitor: return "missing_visitor";
-    case BadKind::kVisitorNotString: return "visitor_not_string";
-    case BadKind::kMissingTs: return "missing_ts";
-    case BadKind::kTsString: return "ts_string";
-    case BadKind::kTsFraction: return "ts_fraction";
-    case BadKind::kTsSeconds: return "ts_seconds";
-    case BadKind::kMissingType: return "missing_type";
-    case BadKind::kTypeEmpty: return "type_empty";
-    case BadKind::kInvalidUtf8: return "invalid_utf8";
-    case BadKind::kPageTooLong: return "page_too_long";
-    case BadKind::kExperimentsNotObject: return "experiments_not_object";
-    case BadKind::kTooManyExperiments: return "too_many_experiments";
-    case BadKind::kVariantNotString: return "variant_not_string";
-    case BadKind::kValueNegative: return "value_negative";
-    case BadKind::kValueBoolean: return "value_boolean";
-    case BadKind::kHugeLine: return "huge_line";
-    case BadKind::kCount: break;
+    case BadKind::kNotJson:
+      return "not_json";
+    case BadKind::kTruncatedJson:
+      return "truncated_json";
+    case BadKind::kEmptyLine:
+      return "empty_line";
+    case BadKind::kJsonArray:
+      return "json_array";
+    case BadKind::kMissingId:
+      return "missing_id";
+    case BadKind::kIdDuplicateKey:
+      return "id_duplicate_key";
+    case BadKind::kMissingVisitor:
+      return "missing_visitor";
+    case BadKind::kVisitorNotString:
+      return "visitor_not_string";
+    case BadKind::kMissingTs:
+      return "missing_ts";
+    case BadKind::kTsString:
+      return "ts_string";
+    case BadKind::kTsFraction:
+      return "ts_fraction";
+    case BadKind::kTsSeconds:
+      return "ts_seconds";
+    case BadKind::kMissingType:
+      return "missing_type";
+    case BadKind::kTypeEmpty:
+      return "type_empty";
+    case BadKind::kInvalidUtf8:
+      return "invalid_utf8";
+    case BadKind::kPageTooLong:
+      return "page_too_long";
+    case BadKind::kExperimentsNotObject:
+      return "experiments_not_object";
+    case BadKind::kTooManyExperiments:
+      return "too_many_experiments";
+    case BadKind::kVariantNotString:
+      return "variant_not_string";
+    case BadKind::kValueNegative:
+      return "value_negative";
+    case BadKind::kValueBoolean:
+      return "value_boolean";
+    case BadKind::kHugeLine:
+      return "huge_line";
+    case BadKind::kCount:
+      break;
   }
   return "none";
 }
 
 std::string_view BadKindReason(BadKind kind) {
   switch (kind) {
-    case BadKind::kNotJson: return "json.syntax";
-    case BadKind::kTruncatedJson: return "json.syntax";
-    case BadKind::kEmptyLine: return "line.empty";
-    case BadKind::kJsonArray: return "json.not_object";
-    case BadKind::kMissingId: return "id.missing";
-    case BadKind::kIdDuplicateKey: return "id.duplicate_key";
-    case BadKind::kMissingVisitor: return "visitor.missing";
-    case BadKind::kVisitorNotString: return "visitor.not_string";
-    case BadKind::kMissingTs: return "ts.missing";
-    case BadKind::kTsString: return "ts.not_integer";
-    case BadKind::kTsFraction: return "ts.not_integer";
-    case BadKind::kTsSeconds: return "ts.out_of_range";
-    case BadKind::kMissingType: return "type.missing";
-    case BadKind::kTypeEmpty: return "type.empty";
-    case BadKind::kInvalidUtf8: return "utf8.invalid";
-    case BadKind::kPageTooLong: return "page.too_long";
-    case BadKind::kExperimentsNotObject: return "experiments.not_object";
-    case BadKind::kTooManyExperiments: return "experiments.too_many";
-    case BadKind::kVariantNotString: return "experiments.variant_not_string";
-    case BadKind::kValueNegative: return "value.negative";
-    case BadKind::kValueBoolean: return "value.not_number";
-    case BadKind::kHugeLine: return "line.too_long";
-    case BadKind::kCount: break;
+    case BadKind::kNotJson:
+      return "json.syntax";
+    case BadKind::kTruncatedJson:
+      return "json.syntax";
+    case BadKind::kEmptyLine:
+      return "line.empty";
+    case BadKind::kJsonArray:
+      return "json.not_object";
+    case BadKind::kMissingId:
+      return "id.missing";
+    case BadKind::kIdDuplicateKey:
+      return "id.duplicate_key";
+    case BadKind::kMissingVisitor:
+      return "visitor.missing";
+    case BadKind::kVisitorNotString:
+      return "visitor.not_string";
+    case BadKind::kMissingTs:
+      return "ts.missing";
+    case BadKind::kTsString:
+      return "ts.not_integer";
+    case BadKind::kTsFraction:
+      return "ts.not_integer";
+    case BadKind::kTsSeconds:
+      return "ts.out_of_range";
+    case BadKind::kMissingType:
+      return "type.missing";
+    case BadKind::kTypeEmpty:
+      return "type.empty";
+    case BadKind::kInvalidUtf8:
+      return "utf8.invalid";
+    case BadKind::kPageTooLong:
+      return "page.too_long";
+    case BadKind::kExperimentsNotObject:
+      return "experiments.not_object";
+    case BadKind::kTooManyExperiments:
+      return "experiments.too_many";
+    case BadKind::kVariantNotString:
+      return "experiments.variant_not_string";
+    case BadKind::kValueNegative:
+      return "value.negative";
+    case BadKind::kValueBoolean:
+      return "value.not_number";
+    case BadKind::kHugeLine:
+      return "line.too_long";
+    case BadKind::kCount:
+      break;
   }
   return "none";
 }
