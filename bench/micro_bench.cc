@@ -31,6 +31,16 @@ void BM_ParseValidBeacon(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseValidBeacon);
 
+// Interning an already-seen experiments object: done once per valid beacon.
+void BM_InternKnownTagSet(benchmark::State& state) {
+  core::Catalog catalog;
+  const beacon::ExperimentTag tags[] = {{"checkout_button", "control"}, {"pricing_page", "v1"}};
+  catalog.InternTagSet(tags);
+  for (auto _ : state) benchmark::DoNotOptimize(catalog.InternTagSet(tags));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_InternKnownTagSet);
+
 void BM_ExactSumAdd(benchmark::State& state) {
   ExactSum s;
   double x = 12.34;

@@ -74,7 +74,7 @@ class BlockList {
   };
   static constexpr size_t kHeader = (sizeof(Block) + alignof(T) - 1) / alignof(T) * alignof(T);
   static constexpr uint32_t kFirst = 32;
-  static constexpr uint32_t kMax = 16384;
+  static constexpr uint32_t kMax = 2048;
 
   void Grow(Slab* slab) {
     const uint32_t cap = tail_ == nullptr ? kFirst : (tail_->capacity < kMax ? tail_->capacity * 2 : kMax);
