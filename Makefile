@@ -23,9 +23,11 @@ build-asan: deps
 demo: build
 	@$(DUET) demo --dir $(BUILD)/demo $(DEMO_ARGS)
 
-# Every test: unit, golden, integration (real processes) and the Python reference check, then
-# the unit and golden tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Every test: lint (clang-format, clang-tidy), the reference implementation's own tests, unit,
+# golden, integration (real processes) and the Python reference check, then the unit and golden
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: build build-asan
+	@bash scripts/lint.sh $(BUILD)
 	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
 	@cd $(BUILD) && ctest --output-on-failure -j 2
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -j 2 -LE integration

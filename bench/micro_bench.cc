@@ -65,7 +65,8 @@ void BM_AggregateVisitor(benchmark::State& state) {
   int64_t ts = 1'793'491'200'000;
   for (int i = 0; i < 25; ++i) {
     ts += (i % 9 == 8) ? 3'600'000 : 40'000;
-    const auto type = i % 12 == 11 ? beacon::BeaconType::kConversion : beacon::BeaconType::kPageview;
+    const auto type =
+        i % 12 == 11 ? beacon::BeaconType::kConversion : beacon::BeaconType::kPageview;
     ev.push_back(core::Event{ts, ids[i], 19.99, t, type});
   }
   for (auto _ : state) agg.AddVisitor(ev);

@@ -30,8 +30,8 @@ constexpr std::string_view kExpectedSuffix = ".expected.json";
 
 fs::path GoldenDir() {
   const char* env = std::getenv("DUET_SOURCE_DIR");
-  const fs::path root = env != nullptr && *env != '\0' ? fs::path(env)
-                                                       : fs::path(DUET_GOLDEN_FALLBACK_SOURCE_DIR);
+  const fs::path root =
+      env != nullptr && *env != '\0' ? fs::path(env) : fs::path(DUET_GOLDEN_FALLBACK_SOURCE_DIR);
   return root / "tests" / "golden";
 }
 

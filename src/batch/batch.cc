@@ -50,9 +50,9 @@ struct Record {
   uint64_t visitor_hi;
   int64_t ts;
   double value;
-  uint64_t pos;     // file index << kOffsetBits | line offset: the contract's read order
-  const char* id;   // id bytes in the reading thread's arena
-  uint32_t tags;    // tag set id: the reading thread's catalog until the compute phase remaps it
+  uint64_t pos;    // file index << kOffsetBits | line offset: the contract's read order
+  const char* id;  // id bytes in the reading thread's arena
+  uint32_t tags;   // tag set id: the reading thread's catalog until the compute phase remaps it
   uint8_t id_len;
   beacon::BeaconType type;
   uint8_t duplicate;
@@ -173,7 +173,8 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
 // Marks every valid beacon whose id was read before as a duplicate. Returns the count.
 // Each thread's entries are already in read order (a thread reads files in increasing index),
 // so no sort is needed: a hash map keeps, per id, the earliest read position seen so far.
-int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket, FlatMap<uint64_t>* first) {
+int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket,
+              FlatMap<uint64_t>* first) {
   first->clear();
   // Ids that share a 64-bit hash with a different id: settled by comparing bytes (rare).
   std::vector<Record*> collided;
@@ -334,7 +335,8 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   auto files = ListInputs(options.input);
   if (!files.ok()) return files.status();
   if (files->size() >= (1ULL << (64 - kOffsetBits))) {
-    return Status::InvalidArgument("--input: too many files (" + std::to_string(files->size()) + ")");
+    return Status::InvalidArgument("--input: too many files (" + std::to_string(files->size()) +
+                                   ")");
   }
   uint64_t bytes_total = 0;
   for (const InputFile& f : *files) bytes_total += f.size;
@@ -405,14 +407,15 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   for (size_t r = 0; r < bad.size(); ++r) {
     if (bad[r] == 0) continue;
     in.bad_rows += bad[r];
-    in.bad_rows_by_reason[std::string(beacon::ReasonName(static_cast<beacon::BadReason>(r)))] = bad[r];
+    in.bad_rows_by_reason[std::string(beacon::ReasonName(static_cast<beacon::BadReason>(r)))] =
+        bad[r];
   }
   for (const int64_t d : dups) in.duplicates += d;
   in.valid_beacons = valid_read - in.duplicates;
   if (!in.Balanced()) {
-    return Status::Corruption("input accounting does not balance: lines " + std::to_string(in.lines) +
-                              " != bad " + std::to_string(in.bad_rows) + " + duplicates " +
-                              std::to_string(in.duplicates) + " + valid " +
+    return Status::Corruption("input accounting does not balance: lines " +
+                              std::to_string(in.lines) + " != bad " + std::to_string(in.bad_rows) +
+                              " + duplicates " + std::to_string(in.duplicates) + " + valid " +
                               std::to_string(in.valid_beacons));
   }
   s.working_set_bytes = stats_slab_bytes;

@@ -56,9 +56,9 @@ struct BatchOptions {
 struct BatchStats {
   uint64_t files = 0;
   uint64_t bytes = 0;
-  double read_seconds = 0;     // read + parse + validate
+  double read_seconds = 0;  // read + parse + validate
   double dedup_seconds = 0;
-  double compute_seconds = 0;  // sessionize + attribute + aggregate
+  double compute_seconds = 0;      // sessionize + attribute + aggregate
   uint64_t working_set_bytes = 0;  // memory held for records between the phases
 };
 

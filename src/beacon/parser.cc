@@ -10,7 +10,18 @@ namespace {
 namespace dom = simdjson::dom;
 
 // The known top-level fields, in the order their checks run.
-enum Field : uint8_t { kId, kVisitor, kTs, kType, kExperiments, kValue, kPage, kDevice, kReferrer, kFieldCount };
+enum Field : uint8_t {
+  kId,
+  kVisitor,
+  kTs,
+  kType,
+  kExperiments,
+  kValue,
+  kPage,
+  kDevice,
+  kReferrer,
+  kFieldCount
+};
 
 struct Found {
   std::array<dom::element, kFieldCount> el;
@@ -28,12 +39,18 @@ Field Classify(std::string_view k) {
       if (k == "type") return kType;
       if (k == "page") return kPage;
       return kFieldCount;
-    case 5: return k == "value" ? kValue : kFieldCount;
-    case 6: return k == "device" ? kDevice : kFieldCount;
-    case 7: return k == "visitor" ? kVisitor : kFieldCount;
-    case 8: return k == "referrer" ? kReferrer : kFieldCount;
-    case 11: return k == "experiments" ? kExperiments : kFieldCount;
-    default: return kFieldCount;
+    case 5:
+      return k == "value" ? kValue : kFieldCount;
+    case 6:
+      return k == "device" ? kDevice : kFieldCount;
+    case 7:
+      return k == "visitor" ? kVisitor : kFieldCount;
+    case 8:
+      return k == "referrer" ? kReferrer : kFieldCount;
+    case 11:
+      return k == "experiments" ? kExperiments : kFieldCount;
+    default:
+      return kFieldCount;
   }
 }
 
@@ -82,23 +99,48 @@ bool CheckString(const Found& f, Field field, const StringRule& rule, std::strin
   return true;
 }
 
-constexpr StringRule kIdRule{BadReason::kIdMissing, BadReason::kIdNotString, BadReason::kIdEmpty,
-                             BadReason::kIdTooLong, BadReason::kIdDuplicateKey, kMaxIdBytes, true};
-constexpr StringRule kVisitorRule{BadReason::kVisitorMissing, BadReason::kVisitorNotString,
-                                  BadReason::kVisitorEmpty, BadReason::kVisitorTooLong,
-                                  BadReason::kVisitorDuplicateKey, kMaxVisitorBytes, true};
-constexpr StringRule kTypeRule{BadReason::kTypeMissing, BadReason::kTypeNotString,
-                               BadReason::kTypeEmpty, BadReason::kTypeTooLong,
-                               BadReason::kTypeDuplicateKey, kMaxTypeBytes, true};
-constexpr StringRule kPageRule{BadReason::kCount, BadReason::kPageNotString, BadReason::kCount,
-                               BadReason::kPageTooLong, BadReason::kPageDuplicateKey, kMaxTextBytes,
+constexpr StringRule kIdRule{BadReason::kIdMissing,
+                             BadReason::kIdNotString,
+                             BadReason::kIdEmpty,
+                             BadReason::kIdTooLong,
+                             BadReason::kIdDuplicateKey,
+                             kMaxIdBytes,
+                             true};
+constexpr StringRule kVisitorRule{BadReason::kVisitorMissing,
+                                  BadReason::kVisitorNotString,
+                                  BadReason::kVisitorEmpty,
+                                  BadReason::kVisitorTooLong,
+                                  BadReason::kVisitorDuplicateKey,
+                                  kMaxVisitorBytes,
+                                  true};
+constexpr StringRule kTypeRule{BadReason::kTypeMissing,
+                               BadReason::kTypeNotString,
+                               BadReason::kTypeEmpty,
+                               BadReason::kTypeTooLong,
+                               BadReason::kTypeDuplicateKey,
+                               kMaxTypeBytes,
+                               true};
+constexpr StringRule kPageRule{BadReason::kCount,
+                               BadReason::kPageNotString,
+                               BadReason::kCount,
+                               BadReason::kPageTooLong,
+                               BadReason::kPageDuplicateKey,
+                               kMaxTextBytes,
                                false};
-constexpr StringRule kDeviceRule{BadReason::kCount, BadReason::kDeviceNotString, BadReason::kCount,
-                                 BadReason::kDeviceTooLong, BadReason::kDeviceDuplicateKey,
-                                 kMaxTextBytes, false};
-constexpr StringRule kReferrerRule{BadReason::kCount, BadReason::kReferrerNotString,
-                                   BadReason::kCount, BadReason::kReferrerTooLong,
-                                   BadReason::kReferrerDuplicateKey, kMaxTextBytes, false};
+constexpr StringRule kDeviceRule{BadReason::kCount,
+                                 BadReason::kDeviceNotString,
+                                 BadReason::kCount,
+                                 BadReason::kDeviceTooLong,
+                                 BadReason::kDeviceDuplicateKey,
+                                 kMaxTextBytes,
+                                 false};
+constexpr StringRule kReferrerRule{BadReason::kCount,
+                                   BadReason::kReferrerNotString,
+                                   BadReason::kCount,
+                                   BadReason::kReferrerTooLong,
+                                   BadReason::kReferrerDuplicateKey,
+                                   kMaxTextBytes,
+                                   false};
 
 constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
 
@@ -256,9 +298,15 @@ bool Parser::Parse(std::string_view line, bool padded, Beacon* out, BadReason* r
     const dom::element& v = f.el[kValue];
     double d;
     switch (v.type()) {
-      case dom::element_type::INT64: d = static_cast<double>(v.get_int64().value_unsafe()); break;
-      case dom::element_type::UINT64: d = static_cast<double>(v.get_uint64().value_unsafe()); break;
-      case dom::element_type::DOUBLE: d = v.get_double().value_unsafe(); break;
+      case dom::element_type::INT64:
+        d = static_cast<double>(v.get_int64().value_unsafe());
+        break;
+      case dom::element_type::UINT64:
+        d = static_cast<double>(v.get_uint64().value_unsafe());
+        break;
+      case dom::element_type::DOUBLE:
+        d = v.get_double().value_unsafe();
+        break;
       default:
         *reason = BadReason::kValueNotNumber;
         return false;

@@ -115,14 +115,16 @@ void DefineGenerateOptions(Config* c) {
   c->Define("late-fraction", "0.001", "fraction of beacons arriving 15 min to 3 h late");
   c->Define("max-delay", "2m", "bound on arrival − event time for on-time beacons");
   c->Define("start-ms", "", "start of the period, ms since the epoch (default 2026-11-01T00:00Z)");
-  c->Define("lines-per-file", "1000000", "start a new part file within an hour after this many lines");
+  c->Define("lines-per-file", "1000000",
+            "start a new part file within an hour after this many lines");
 }
 
 int CmdGenerate(const std::vector<std::string>& args) {
   Config c;
   c.Define("out", "", "output folder (Hive layout dt=YYYY-MM-DD/hr=HH/part-*.ndjson)");
   DefineGenerateOptions(&c);
-  if (int rc = ParseOrHelp("generate", "Writes a seeded synthetic A/B-test workload.", &c, args); rc >= 0) {
+  if (int rc = ParseOrHelp("generate", "Writes a seeded synthetic A/B-test workload.", &c, args);
+      rc >= 0) {
     return rc;
   }
   if (Status s = c.Require("out"); !s.ok()) return Fail("generate", s);
@@ -171,15 +173,17 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     Log(LogLevel::kInfo, "batch.progress",
-        {{"files_done", p.files_done}, {"files", p.files_total}, {"lines", p.lines},
+        {{"files_done", p.files_done},
+         {"files", p.files_total},
+         {"lines", p.lines},
          {"mib_done", static_cast<double>(p.bytes_done) / (1 << 20)},
          {"percent", p.bytes_total ? 100.0 * p.bytes_done / p.bytes_total : 100.0},
          {"lines_per_s", secs > 0 ? p.lines / secs : 0.0}});
   };
   BatchResult out;
   const int64_t started_ms = NowMs();
-  Log(LogLevel::kInfo, "batch.start", {{"input", input}, {"store", store_uri}, {"threads", threads},
-                                       {"generation", *gen}});
+  Log(LogLevel::kInfo, "batch.start",
+      {{"input", input}, {"store", store_uri}, {"threads", threads}, {"generation", *gen}});
   auto views = batch::RunBatch(opt, &sink, &out.stats);
   if (!views.ok()) return views.status();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -195,7 +199,8 @@ int CmdBatch(const std::vector<std::string>& args) {
   c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
   c.Define("threads", std::to_string(DefaultThreads()), "worker threads");
   c.Define("session-gap", "30m", "a gap longer than this starts a new session");
-  if (int rc = ParseOrHelp("batch", "Recomputes every view from the master dataset.", &c, args); rc >= 0) {
+  if (int rc = ParseOrHelp("batch", "Recomputes every view from the master dataset.", &c, args);
+      rc >= 0) {
     return rc;
   }
   if (Status s = c.Require("input"); !s.ok()) return Fail("batch", s);
@@ -203,13 +208,19 @@ int CmdBatch(const std::vector<std::string>& args) {
   if (!threads.ok()) return Fail("batch", threads.status());
   auto gap = c.DurationMs("session-gap");
   if (!gap.ok()) return Fail("batch", gap.status());
-  auto r = RunBatchIntoStore(c.String("input"), c.String("store"), static_cast<int>(*threads), *gap);
+  auto r =
+      RunBatchIntoStore(c.String("input"), c.String("store"), static_cast<int>(*threads), *gap);
   if (!r.ok()) return Fail("batch", r.status());
   const auto& in = r->views.input;
   Log(LogLevel::kInfo, "batch.done",
-      {{"lines", in.lines}, {"valid_beacons", in.valid_beacons}, {"duplicates", in.duplicates},
-       {"bad_rows", in.bad_rows}, {"files", r->stats.files}, {"seconds", r->seconds},
-       {"read_seconds", r->stats.read_seconds}, {"dedup_seconds", r->stats.dedup_seconds},
+      {{"lines", in.lines},
+       {"valid_beacons", in.valid_beacons},
+       {"duplicates", in.duplicates},
+       {"bad_rows", in.bad_rows},
+       {"files", r->stats.files},
+       {"seconds", r->seconds},
+       {"read_seconds", r->stats.read_seconds},
+       {"dedup_seconds", r->stats.dedup_seconds},
        {"compute_seconds", r->stats.compute_seconds},
        {"working_set_mib", static_cast<double>(r->stats.working_set_bytes) / (1 << 20)},
        {"lines_per_s", r->seconds > 0 ? in.lines / r->seconds : 0.0}});
@@ -239,7 +250,8 @@ int CmdParseOnly(const std::vector<std::string>& args) {
   const auto start = std::chrono::steady_clock::now();
   auto n = batch::ParseOnly(opt);
   if (!n.ok()) return Fail("parse-only", n.status());
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("parse-only: %" PRIu64 " lines in %.2f s (%.0f lines/s)\n", *n, secs, *n / secs);
   return kExitOk;
 }
@@ -252,7 +264,8 @@ int CmdReport(const std::vector<std::string>& args) {
   c.Define("experiment", "", "show only this experiment");
   c.Define("json", "false", "print JSON (see docs/report-json.md)", true);
   c.Define("full", "false", "with --json: include hourly figures and rolling uniques", true);
-  if (int rc = ParseOrHelp("report", "Shows the figures per experiment and variant.", &c, args); rc >= 0) {
+  if (int rc = ParseOrHelp("report", "Shows the figures per experiment and variant.", &c, args);
+      rc >= 0) {
     return rc;
   }
   auto store = store::OpenStore(c.String("store"));
@@ -262,8 +275,9 @@ int CmdReport(const std::vector<std::string>& args) {
   report::ReportOptions ro;
   if (!c.String("experiment").empty()) {
     ro.experiment = c.String("experiment");
-    const bool known = std::any_of(views->totals.begin(), views->totals.end(),
-                                   [&](const core::FigureRow& r) { return r.experiment == *ro.experiment; });
+    const bool known =
+        std::any_of(views->totals.begin(), views->totals.end(),
+                    [&](const core::FigureRow& r) { return r.experiment == *ro.experiment; });
     if (!known) {
       std::string names;
       for (const auto& e : views->experiments) names += (names.empty() ? "" : ", ") + e.experiment;
@@ -273,7 +287,8 @@ int CmdReport(const std::vector<std::string>& args) {
     }
   }
   ro.full = c.Bool("full");
-  const std::string out = c.Bool("json") ? report::ReportJson(*views, ro) : report::ReportTable(*views, ro);
+  const std::string out =
+      c.Bool("json") ? report::ReportJson(*views, ro) : report::ReportTable(*views, ro);
   std::fwrite(out.data(), 1, out.size(), stdout);
   return kExitOk;
 }
@@ -305,9 +320,12 @@ int CmdBadRows(const std::vector<std::string>& args) {
   c.Define("store", "sqlite:duet.sqlite", "store URI");
   c.Define("reason", "", "only rows with this reason (e.g. ts.not_integer)");
   c.Define("limit", "20", "at most this many rows");
-  c.Define("json", "false", "print NDJSON: reason, source, line, offset, length, truncated, "
-           "payload (text, or null if not UTF-8) and payload_b64", true);
-  if (int rc = ParseOrHelp("bad-rows", "Lists or exports bad rows with their original payload.", &c, args);
+  c.Define("json", "false",
+           "print NDJSON: reason, source, line, offset, length, truncated, "
+           "payload (text, or null if not UTF-8) and payload_b64",
+           true);
+  if (int rc = ParseOrHelp("bad-rows", "Lists or exports bad rows with their original payload.", &c,
+                           args);
       rc >= 0) {
     return rc;
   }
@@ -315,8 +333,9 @@ int CmdBadRows(const std::vector<std::string>& args) {
   if (!c.String("reason").empty()) {
     beacon::BadReason r;
     if (!beacon::ReasonFromName(c.String("reason"), &r)) {
-      return Fail("bad-rows", Status::InvalidArgument("--reason: '" + c.String("reason") +
-                                                      "' is not a reason; see docs/beacon-contract.md"));
+      return Fail("bad-rows",
+                  Status::InvalidArgument("--reason: '" + c.String("reason") +
+                                          "' is not a reason; see docs/beacon-contract.md"));
     }
     q.reason = c.String("reason");
   }
@@ -351,7 +370,8 @@ int CmdBadRows(const std::vector<std::string>& args) {
       }
       if (r.payload.size() > 100 || r.truncated) preview += "...";
       char buf[256];
-      std::snprintf(buf, sizeof(buf), "%-30s %s:%" PRIu64 " (offset %" PRIu64 ", %" PRIu64 " bytes)  ",
+      std::snprintf(buf, sizeof(buf),
+                    "%-30s %s:%" PRIu64 " (offset %" PRIu64 ", %" PRIu64 " bytes)  ",
                     std::string(beacon::ReasonName(r.reason)).c_str(), r.source.c_str(), r.line,
                     r.offset, r.length);
       out += buf + preview + "\n";
@@ -369,7 +389,8 @@ int CmdDemo(const std::vector<std::string>& args) {
   c.Define("dir", "duet-demo", "working folder for the demo's data and store");
   DefineGenerateOptions(&c);
   c.Define("fresh", "false", "regenerate the data even if it exists", true);
-  if (int rc = ParseOrHelp("demo", "Runs the pipeline end to end on the embedded default.", &c, args);
+  if (int rc =
+          ParseOrHelp("demo", "Runs the pipeline end to end on the embedded default.", &c, args);
       rc >= 0) {
     return rc;
   }
@@ -387,16 +408,19 @@ int CmdDemo(const std::vector<std::string>& args) {
     std::fflush(stdout);
     gen::GenerateStats st;
     if (Status s = gen::WriteDataset(o, &st); !s.ok()) return Fail("demo", s);
-    std::printf("      %" PRIu64 " lines in %" PRIu64 " files (%.1f s)\n", st.lines, st.files, st.seconds);
+    std::printf("      %" PRIu64 " lines in %" PRIu64 " files (%.1f s)\n", st.lines, st.files,
+                st.seconds);
   } else {
-    std::printf("[1/3] using the existing master dataset in %s (--fresh to regenerate)\n", master.c_str());
+    std::printf("[1/3] using the existing master dataset in %s (--fresh to regenerate)\n",
+                master.c_str());
   }
   std::printf("[2/3] batch layer: %s -> sqlite:%s ...\n", master.c_str(), store_path.c_str());
   std::fflush(stdout);
-  auto r = RunBatchIntoStore(master, "sqlite:" + store_path, DefaultThreads(), core::kDefaultSessionGapMs);
+  auto r = RunBatchIntoStore(master, "sqlite:" + store_path, DefaultThreads(),
+                             core::kDefaultSessionGapMs);
   if (!r.ok()) return Fail("demo", r.status());
-  std::printf("      %" PRId64 " lines in %.2f s (%.0f lines/s)\n", r->views.input.lines, r->seconds,
-              r->seconds > 0 ? r->views.input.lines / r->seconds : 0.0);
+  std::printf("      %" PRId64 " lines in %.2f s (%.0f lines/s)\n", r->views.input.lines,
+              r->seconds, r->seconds > 0 ? r->views.input.lines / r->seconds : 0.0);
   std::printf("[3/3] report\n");
   const std::string table = report::ReportTable(r->views, {});
   std::fwrite(table.data(), 1, table.size(), stdout);
@@ -455,10 +479,11 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  static const std::map<std::string, std::function<int(const std::vector<std::string>&)>> kCommands = {
-      {"demo", CmdDemo},         {"generate", CmdGenerate}, {"batch", CmdBatch},
-      {"report", CmdReport},     {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
-  };
+  static const std::map<std::string, std::function<int(const std::vector<std::string>&)>>
+      kCommands = {
+          {"demo", CmdDemo},     {"generate", CmdGenerate}, {"batch", CmdBatch},
+          {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
+      };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();
     return kExitOk;

@@ -189,10 +189,11 @@ void Aggregator::AddVisitor(std::span<const Event> events, int sign) {
   for (const VisitorCell& c : hour_cells_) CloseCell(c, &hourly_[c.slot], sign);
 
   // Contamination: key cells of one experiment with two or more variants.
-  std::sort(key_cells_.begin(), key_cells_.end(), [this](const VisitorCell& a, const VisitorCell& b) {
-    return catalog_->KeyExperiment(static_cast<KeyId>(a.slot)) <
-           catalog_->KeyExperiment(static_cast<KeyId>(b.slot));
-  });
+  std::sort(key_cells_.begin(), key_cells_.end(),
+            [this](const VisitorCell& a, const VisitorCell& b) {
+              return catalog_->KeyExperiment(static_cast<KeyId>(a.slot)) <
+                     catalog_->KeyExperiment(static_cast<KeyId>(b.slot));
+            });
   for (size_t i = 0; i < key_cells_.size();) {
     const ExperimentId e = catalog_->KeyExperiment(static_cast<KeyId>(key_cells_[i].slot));
     size_t j = i;
@@ -268,8 +269,9 @@ Views Aggregator::Finalize() const {
     while (j < diffs.size() && SlotKey(diffs[j].first) == k) {
       running += diffs[j].second;
       const int64_t h = SlotHour(diffs[j].first);
-      const int64_t next =
-          (j + 1 < diffs.size() && SlotKey(diffs[j + 1].first) == k) ? SlotHour(diffs[j + 1].first) : h;
+      const int64_t next = (j + 1 < diffs.size() && SlotKey(diffs[j + 1].first) == k)
+                               ? SlotHour(diffs[j + 1].first)
+                               : h;
       if (running > 0) {
         for (int64_t hh = h; hh < next; ++hh) {
           const int64_t* u1 = uniques_1h_.Find(Slot(k, hh));
@@ -281,13 +283,15 @@ Views Aggregator::Finalize() const {
     i = j;
   }
   for (ExperimentId e = 0; e < multi_.size(); ++e) {
-    if (multi_[e] != 0) v.experiments.push_back(ExperimentRow{catalog_->ExperimentName(e), multi_[e]});
+    if (multi_[e] != 0)
+      v.experiments.push_back(ExperimentRow{catalog_->ExperimentName(e), multi_[e]});
   }
   // Experiments without contamination still get a row.
   for (const FigureRow& r : v.totals) {
     if (r.experiment.empty()) continue;
-    const bool have = std::any_of(v.experiments.begin(), v.experiments.end(),
-                                  [&](const ExperimentRow& x) { return x.experiment == r.experiment; });
+    const bool have =
+        std::any_of(v.experiments.begin(), v.experiments.end(),
+                    [&](const ExperimentRow& x) { return x.experiment == r.experiment; });
     if (!have) v.experiments.push_back(ExperimentRow{r.experiment, 0});
   }
   auto by_key = [](const FigureRow& a, const FigureRow& b) {
@@ -298,8 +302,9 @@ Views Aggregator::Finalize() const {
   std::sort(v.uniques.begin(), v.uniques.end(), [](const UniquesRow& a, const UniquesRow& b) {
     return std::tie(a.experiment, a.variant, a.hour) < std::tie(b.experiment, b.variant, b.hour);
   });
-  std::sort(v.experiments.begin(), v.experiments.end(),
-            [](const ExperimentRow& a, const ExperimentRow& b) { return a.experiment < b.experiment; });
+  std::sort(
+      v.experiments.begin(), v.experiments.end(),
+      [](const ExperimentRow& a, const ExperimentRow& b) { return a.experiment < b.experiment; });
   if (min_ts_ <= max_ts_) {
     v.min_ts = min_ts_;
     v.max_ts = max_ts_;

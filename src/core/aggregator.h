@@ -62,11 +62,11 @@ class Aggregator {
 
   const Catalog* const catalog_;
   const int64_t gap_ms_;
-  std::vector<Acc> totals_;               // by KeyId
-  FlatMap<Acc> hourly_;                   // key << 32 | hour
-  FlatMap<int64_t> uniques_1h_;           // key << 32 | hour -> visitors
-  FlatMap<int64_t> uniques_24h_diff_;     // key << 32 | hour -> change in 24 h uniques
-  std::vector<int64_t> multi_;            // by ExperimentId
+  std::vector<Acc> totals_;            // by KeyId
+  FlatMap<Acc> hourly_;                // key << 32 | hour
+  FlatMap<int64_t> uniques_1h_;        // key << 32 | hour -> visitors
+  FlatMap<int64_t> uniques_24h_diff_;  // key << 32 | hour -> change in 24 h uniques
+  std::vector<int64_t> multi_;         // by ExperimentId
   int64_t min_ts_ = INT64_MAX;
   int64_t max_ts_ = INT64_MIN;
 

@@ -8,7 +8,7 @@ namespace duet::core {
 
 Catalog::Catalog() {
   keys_.push_back(Key{kNoExperiment, ""});  // kSiteKey
-  tag_sets_.push_back(Range{0, 0});          // kEmptyTagSet
+  tag_sets_.push_back(Range{0, 0});         // kEmptyTagSet
   tag_set_ids_.emplace("", kEmptyTagSet);
 }
 
@@ -83,8 +83,8 @@ TagSetId Catalog::InternTagSetSlow(std::span<const beacon::ExperimentTag> tags) 
   std::sort(scratch_tags_.begin(), scratch_tags_.end(),
             [](const KeyTag& a, const KeyTag& b) { return a.experiment < b.experiment; });
   const auto id = static_cast<TagSetId>(tag_sets_.size());
-  tag_sets_.push_back(Range{static_cast<uint32_t>(tag_pool_.size()),
-                            static_cast<uint32_t>(scratch_tags_.size())});
+  tag_sets_.push_back(
+      Range{static_cast<uint32_t>(tag_pool_.size()), static_cast<uint32_t>(scratch_tags_.size())});
   tag_pool_.insert(tag_pool_.end(), scratch_tags_.begin(), scratch_tags_.end());
   tag_set_ids_.emplace(std::move(enc), id);
   return id;

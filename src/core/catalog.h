@@ -80,7 +80,7 @@ class Catalog {
     TagSetId id;
     std::vector<std::pair<std::string, std::string>> names;
   };
-  FlatMap<uint32_t> fast_;       // hash -> index in cached_ + 1
+  FlatMap<uint32_t> fast_;  // hash -> index in cached_ + 1
   std::vector<Cached> cached_;
   std::string scratch_;
   std::vector<KeyTag> scratch_tags_;

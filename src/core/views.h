@@ -56,7 +56,7 @@ struct InputTotals {
   int64_t bad_rows = 0;
   int64_t duplicates = 0;
   int64_t valid_beacons = 0;
-  int64_t late_beacons = 0;  // speed layer only
+  int64_t late_beacons = 0;                           // speed layer only
   std::map<std::string, int64_t> bad_rows_by_reason;  // only reasons that occurred
   bool Balanced() const { return lines == bad_rows + duplicates + valid_beacons; }
   bool operator==(const InputTotals&) const = default;

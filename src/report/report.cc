@@ -166,7 +166,8 @@ std::string ReportTable(const core::Views& v, const ReportOptions& opt) {
     if (r.experiment.empty() || !Selected(opt, r.experiment)) continue;
     if (r.experiment != current) {
       current = r.experiment;
-      std::snprintf(buf, sizeof(buf), "\nexperiment %s  (visitors in multiple variants: %" PRId64 ")\n",
+      std::snprintf(buf, sizeof(buf),
+                    "\nexperiment %s  (visitors in multiple variants: %" PRId64 ")\n",
                     r.experiment.c_str(), multi[r.experiment]);
       o += buf;
       std::snprintf(buf, sizeof(buf), "  %-16s %10s %10s %11s %10s %11s %8s %12s %8s\n", "variant",
@@ -187,8 +188,8 @@ std::string ReportTable(const core::Views& v, const ReportOptions& opt) {
       if (!r.experiment.empty()) continue;
       const auto& f = r.v;
       std::snprintf(buf, sizeof(buf),
-                    "\nsite: %" PRId64 " visitors, %" PRId64 " sessions, %" PRId64 " events, %" PRId64
-                    " conversions, revenue %.2f\n",
+                    "\nsite: %" PRId64 " visitors, %" PRId64 " sessions, %" PRId64
+                    " events, %" PRId64 " conversions, revenue %.2f\n",
                     f.visitors, f.sessions, f.events, f.conversions, f.revenue);
       o += buf;
     }

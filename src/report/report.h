@@ -10,8 +10,9 @@
 namespace duet::report {
 
 struct ReportOptions {
-  std::optional<std::string> experiment;  // only this experiment (and no site/hourly rows of others)
-  bool full = false;                      // include "hourly" and "uniques"
+  std::optional<std::string>
+      experiment;     // only this experiment (and no site/hourly rows of others)
+  bool full = false;  // include "hourly" and "uniques"
 };
 
 // "YYYY-MM-DDTHH:00:00Z" for an hour bucket (hours since the epoch).

@@ -299,8 +299,7 @@ class SqliteStore final : public Store {
       del.Bind(1, layer);
       if (del.Step() != SQLITE_DONE) return Error("clear the previous views");
     }
-    Stmt fig(db_,
-             "INSERT INTO figures VALUES(?,?,?,?,?, ?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt fig(db_, "INSERT INTO figures VALUES(?,?,?,?,?, ?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     auto put_fig = [&](std::string_view scope, const core::FigureRow& r) {
       const core::FigureValues& f = r.v;
       fig.Bind(1, layer).Bind(2, scope).Bind(3, r.experiment).Bind(4, r.variant).Bind(5, r.hour);
@@ -334,7 +333,10 @@ class SqliteStore final : public Store {
     }
     Stmt in(db_, "INSERT INTO input_totals VALUES(?,?,?,?,?,?,?,?)");
     in.Bind(1, layer).Bind(2, v.input.lines).Bind(3, v.input.bad_rows).Bind(4, v.input.duplicates);
-    in.Bind(5, v.input.valid_beacons).Bind(6, v.input.late_beacons).Bind(7, v.min_ts).Bind(8, v.max_ts);
+    in.Bind(5, v.input.valid_beacons)
+        .Bind(6, v.input.late_beacons)
+        .Bind(7, v.min_ts)
+        .Bind(8, v.max_ts);
     if (in.Step() != SQLITE_DONE) return Error("write input totals");
     Stmt br(db_, "INSERT INTO bad_reasons VALUES(?,?,?)");
     for (const auto& [reason, n] : v.input.bad_rows_by_reason) {
@@ -378,7 +380,8 @@ class SqliteStore final : public Store {
             "ORDER BY experiment, variant, hour");
     uq.Bind(1, layer);
     while ((rc = uq.Step()) == SQLITE_ROW) {
-      v->uniques.push_back(core::UniquesRow{uq.Text(0), uq.Text(1), uq.Int(2), uq.Int(3), uq.Int(4)});
+      v->uniques.push_back(
+          core::UniquesRow{uq.Text(0), uq.Text(1), uq.Int(2), uq.Int(3), uq.Int(4)});
     }
     if (rc != SQLITE_DONE) return Error("read uniques");
     Stmt ex(db_,
@@ -423,9 +426,9 @@ std::string_view LayerName(Layer l) { return l == Layer::kBatch ? "batch" : "spe
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = path + ": cannot open the SQLite store: " +
                       (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -32,7 +32,7 @@ std::string_view LayerName(Layer l);
 
 struct BatchRun {
   int64_t generation = 0;
-  int64_t started_ms = 0;   // wall clock, ms since the epoch
+  int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
   std::string input;
   // Event time (ms) up to which the batch views are authoritative: the greatest ts of the run's

@@ -72,7 +72,8 @@ Status Config::Parse(const std::vector<std::string>& args) {
         value = "true";
       } else {
         if (i + 1 >= args.size()) {
-          return Status::InvalidArgument("--" + name + ": expected a value (" + it->second.help + ")");
+          return Status::InvalidArgument("--" + name + ": expected a value (" + it->second.help +
+                                         ")");
         }
         value = args[++i];
       }
@@ -140,7 +141,8 @@ Result<int64_t> Config::Int(const std::string& name, int64_t min, int64_t max) c
   const char* b = o.value.data();
   const char* e = b + o.value.size();
   const auto r = std::from_chars(b, e, v);
-  const std::string where = o.origin.empty() ? "--" + name : "--" + name + " (from " + o.origin + ")";
+  const std::string where =
+      o.origin.empty() ? "--" + name : "--" + name + " (from " + o.origin + ")";
   if (r.ec != std::errc() || r.ptr != e) {
     return Status::InvalidArgument(where + ": '" + o.value + "' is not a whole number; expected " +
                                    std::to_string(min) + ".." + std::to_string(max));
@@ -197,7 +199,8 @@ std::string Config::Help() const {
     if (!opt.default_value.empty() && !opt.is_flag) o += " (default: " + opt.default_value + ")";
     o += "  [env " + EnvName(name) + "]\n";
   }
-  o += "  --config FILE\n      read 'name = value' lines; flags and DUET_* variables win over it  [env DUET_CONFIG]\n";
+  o += "  --config FILE\n      read 'name = value' lines; flags and DUET_* variables win over it  "
+       "[env DUET_CONFIG]\n";
   return o;
 }
 

@@ -34,8 +34,10 @@ class FileLineReader final : public LineReader {
       // Look for the end of the current line in what is buffered.
       const size_t avail = end_ - begin_;
       const char* start = buf_.data() + begin_;
-      const char* nl = avail > 0 ? static_cast<const char*>(std::memchr(start + scanned_, '\n', avail - scanned_))
-                                 : nullptr;
+      const char* nl =
+          avail > 0
+              ? static_cast<const char*>(std::memchr(start + scanned_, '\n', avail - scanned_))
+              : nullptr;
       if (skipping_) {
         if (nl == nullptr) {
           skipped_ += avail;

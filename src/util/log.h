@@ -26,7 +26,8 @@ struct LogField {
   std::variant<std::string, int64_t, double, bool> value;
 };
 
-// Messages below the minimum level are dropped. Default kInfo; DUET_LOG_LEVEL=debug|info|warn|error.
+// Messages below the minimum level are dropped. Default kInfo;
+// DUET_LOG_LEVEL=debug|info|warn|error.
 void SetMinLogLevel(LogLevel level);
 void Log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields = {});
 

@@ -16,7 +16,8 @@ Slab::~Slab() {
 }
 
 void* Slab::Allocate(size_t bytes, size_t align) {
-  char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(next_) + align - 1) & ~(align - 1));
+  char* p =
+      reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(next_) + align - 1) & ~(align - 1));
   if (next_ == nullptr || p + bytes > end_) {
     size_t size = chunks_.empty() ? kMinChunk : std::min(chunks_.back().size * 2, kMaxChunk);
     size = std::max(size, (bytes + align + 4095) & ~size_t{4095});

@@ -77,8 +77,10 @@ class BlockList {
   static constexpr uint32_t kMax = 2048;
 
   void Grow(Slab* slab) {
-    const uint32_t cap = tail_ == nullptr ? kFirst : (tail_->capacity < kMax ? tail_->capacity * 2 : kMax);
-    void* mem = slab->Allocate(kHeader + sizeof(T) * cap, alignof(Block) > alignof(T) ? alignof(Block) : alignof(T));
+    const uint32_t cap =
+        tail_ == nullptr ? kFirst : (tail_->capacity < kMax ? tail_->capacity * 2 : kMax);
+    void* mem = slab->Allocate(kHeader + sizeof(T) * cap,
+                               alignof(Block) > alignof(T) ? alignof(Block) : alignof(T));
     Block* b = new (mem) Block{nullptr, 0, cap};
     if (tail_ == nullptr) {
       head_ = b;

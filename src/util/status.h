@@ -25,12 +25,16 @@ class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return {}; }
-  static Status InvalidArgument(std::string msg) { return {StatusCode::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {StatusCode::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
   static Status IoError(std::string msg) { return {StatusCode::kIoError, std::move(msg)}; }
   static Status Corruption(std::string msg) { return {StatusCode::kCorruption, std::move(msg)}; }
   static Status Unavailable(std::string msg) { return {StatusCode::kUnavailable, std::move(msg)}; }
-  static Status NotSupported(std::string msg) { return {StatusCode::kNotSupported, std::move(msg)}; }
+  static Status NotSupported(std::string msg) {
+    return {StatusCode::kNotSupported, std::move(msg)};
+  }
   static Status Aborted(std::string msg) { return {StatusCode::kAborted, std::move(msg)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
@@ -45,9 +49,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-#define DUET_RETURN_IF_ERROR(expr)        \
-  do {                                    \
-    ::duet::Status duet_status_ = (expr); \
+#define DUET_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::duet::Status duet_status_ = (expr);        \
     if (!duet_status_.ok()) return duet_status_; \
   } while (0)
 

@@ -62,18 +62,19 @@ class BatchTest : public ::testing::Test {
           continue;
         }
         if (dice < 6) {
-          static const char* kBad[] = {"not json", "", "[1]", "{\"id\":\"x\"}",
-                                       "{\"id\":\"b\",\"visitor\":\"v\",\"ts\":\"1\",\"type\":\"t\"}"};
+          static const char* kBad[] = {
+              "not json", "", "[1]", "{\"id\":\"x\"}",
+              "{\"id\":\"b\",\"visitor\":\"v\",\"ts\":\"1\",\"type\":\"t\"}"};
           content += std::string(kBad[rng() % 5]) + "\n";
           continue;
         }
         const std::string v = "v" + std::to_string(rng() % 300);
         const std::string variant = (rng() % 2) ? "control" : "treatment";
         const char* type = dice < 60 ? "pageview" : dice < 70 ? "conversion" : "click";
-        std::string line = "{\"id\":\"" + std::to_string(f) + "-" + std::to_string(i) +
-                           "\",\"visitor\":\"" + v + "\",\"ts\":" +
-                           std::to_string(kT0 + static_cast<int64_t>(rng() % (30LL * 3600'000))) +
-                           ",\"type\":\"" + type + "\",\"experiments\":{\"exp\":\"" + variant + "\"}";
+        std::string line =
+            "{\"id\":\"" + std::to_string(f) + "-" + std::to_string(i) + "\",\"visitor\":\"" + v +
+            "\",\"ts\":" + std::to_string(kT0 + static_cast<int64_t>(rng() % (30LL * 3600'000))) +
+            ",\"type\":\"" + type + "\",\"experiments\":{\"exp\":\"" + variant + "\"}";
         if (dice >= 60 && dice < 70) line += ",\"value\":" + std::to_string(rng() % 10000) + ".25";
         line += "}";
         sent.push_back(line);
@@ -140,7 +141,8 @@ TEST_F(BatchTest, FirstReadDuplicateWinsAcrossFilesInPathOrder) {
 }
 
 TEST_F(BatchTest, HiddenAndUnderscoreFilesAndOtherExtensionsAreNotInput) {
-  const std::string line = "{\"id\":\"1\",\"visitor\":\"v\",\"ts\":" + std::to_string(kT0) + ",\"type\":\"x\"}\n";
+  const std::string line =
+      "{\"id\":\"1\",\"visitor\":\"v\",\"ts\":" + std::to_string(kT0) + ",\"type\":\"x\"}\n";
   Write("x/part-0.ndjson", line);
   Write("x/.part-1.ndjson", line);
   Write("_manifest.ndjson", line);

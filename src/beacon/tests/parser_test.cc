@@ -101,21 +101,51 @@ class ParserTest : public ::testing::Test {
 // ---- reason names ----
 
 TEST(ReasonNameTest, EveryContractReasonHasItsNameAndRoundTrips) {
-  const std::vector<std::string_view> contract = {
-      "line.too_long", "utf8.invalid", "line.empty", "json.syntax", "json.not_object",
-      "id.missing", "id.not_string", "id.empty", "id.too_long", "id.duplicate_key",
-      "visitor.missing", "visitor.not_string", "visitor.empty", "visitor.too_long",
-      "visitor.duplicate_key",
-      "ts.missing", "ts.not_integer", "ts.out_of_range", "ts.duplicate_key",
-      "type.missing", "type.not_string", "type.empty", "type.too_long", "type.duplicate_key",
-      "experiments.not_object", "experiments.too_many", "experiments.name_empty",
-      "experiments.name_too_long", "experiments.name_duplicate",
-      "experiments.variant_not_string", "experiments.variant_empty",
-      "experiments.variant_too_long", "experiments.duplicate_key",
-      "value.not_number", "value.negative", "value.duplicate_key",
-      "page.not_string", "page.too_long", "page.duplicate_key",
-      "device.not_string", "device.too_long", "device.duplicate_key",
-      "referrer.not_string", "referrer.too_long", "referrer.duplicate_key"};
+  const std::vector<std::string_view> contract = {"line.too_long",
+                                                  "utf8.invalid",
+                                                  "line.empty",
+                                                  "json.syntax",
+                                                  "json.not_object",
+                                                  "id.missing",
+                                                  "id.not_string",
+                                                  "id.empty",
+                                                  "id.too_long",
+                                                  "id.duplicate_key",
+                                                  "visitor.missing",
+                                                  "visitor.not_string",
+                                                  "visitor.empty",
+                                                  "visitor.too_long",
+                                                  "visitor.duplicate_key",
+                                                  "ts.missing",
+                                                  "ts.not_integer",
+                                                  "ts.out_of_range",
+                                                  "ts.duplicate_key",
+                                                  "type.missing",
+                                                  "type.not_string",
+                                                  "type.empty",
+                                                  "type.too_long",
+                                                  "type.duplicate_key",
+                                                  "experiments.not_object",
+                                                  "experiments.too_many",
+                                                  "experiments.name_empty",
+                                                  "experiments.name_too_long",
+                                                  "experiments.name_duplicate",
+                                                  "experiments.variant_not_string",
+                                                  "experiments.variant_empty",
+                                                  "experiments.variant_too_long",
+                                                  "experiments.duplicate_key",
+                                                  "value.not_number",
+                                                  "value.negative",
+                                                  "value.duplicate_key",
+                                                  "page.not_string",
+                                                  "page.too_long",
+                                                  "page.duplicate_key",
+                                                  "device.not_string",
+                                                  "device.too_long",
+                                                  "device.duplicate_key",
+                                                  "referrer.not_string",
+                                                  "referrer.too_long",
+                                                  "referrer.duplicate_key"};
   ASSERT_EQ(contract.size(), kReasonCount);
   for (size_t i = 0; i < kReasonCount; ++i) {
     const auto r = static_cast<BadReason>(i);
@@ -173,9 +203,8 @@ TEST_F(ParserTest, FieldsMayBeWrittenInAnyOrder) {
 }
 
 TEST_F(ParserTest, StringsAreReturnedUnescaped) {
-  const Beacon& b =
-      Valid(Line({{"id", Str(R"(a\"b\\c\u00e9\n)")},
-                  {"experiments", Obj({{R"(e\u0031)", Str(R"(v\u00e9)")}})}}));
+  const Beacon& b = Valid(Line({{"id", Str(R"(a\"b\\c\u00e9\n)")},
+                                {"experiments", Obj({{R"(e\u0031)", Str(R"(v\u00e9)")}})}}));
   EXPECT_EQ(b.id, "a\"b\\c\xc3\xa9\n");
   ASSERT_EQ(b.experiments.size(), 1u);
   EXPECT_EQ(b.experiments[0].experiment, "e1");
@@ -207,8 +236,7 @@ TEST_F(ParserTest, CrLfLineIsAccepted) {
 
 TEST_F(ParserTest, LineOf65536BytesIsAccepted) {
   const std::string base = Line({{"pad", Str("")}});
-  const std::string line =
-      Line({{"pad", Str(std::string(kMaxLineBytes - base.size(), 'x'))}});
+  const std::string line = Line({{"pad", Str(std::string(kMaxLineBytes - base.size(), 'x'))}});
   ASSERT_EQ(line.size(), 65536u);
   EXPECT_EQ(Reason(line), "ok");
 }
@@ -217,8 +245,7 @@ TEST_F(ParserTest, LineOf65536BytesIsAccepted) {
 
 TEST_F(ParserTest, LineOf65537BytesIsTooLong) {
   const std::string base = Line({{"pad", Str("")}});
-  const std::string line =
-      Line({{"pad", Str(std::string(kMaxLineBytes + 1 - base.size(), 'x'))}});
+  const std::string line = Line({{"pad", Str(std::string(kMaxLineBytes + 1 - base.size(), 'x'))}});
   ASSERT_EQ(line.size(), 65537u);
   EXPECT_EQ(Reason(line), "line.too_long");
   // Checked first: it wins over invalid UTF-8 and over an empty line.
@@ -228,9 +255,9 @@ TEST_F(ParserTest, LineOf65537BytesIsTooLong) {
 
 TEST_F(ParserTest, InvalidUtf8IsUtf8Invalid) {
   EXPECT_EQ(Reason("\xff"), "utf8.invalid");
-  EXPECT_EQ(Reason(Line({{"id", Str("a\xc3")}})), "utf8.invalid");           // truncated sequence
-  EXPECT_EQ(Reason(Line({{"id", Str("\xc0\xaf")}})), "utf8.invalid");        // overlong '/'
-  EXPECT_EQ(Reason(Line({{"id", Str("\xed\xa0\x80")}})), "utf8.invalid");    // encoded surrogate
+  EXPECT_EQ(Reason(Line({{"id", Str("a\xc3")}})), "utf8.invalid");             // truncated sequence
+  EXPECT_EQ(Reason(Line({{"id", Str("\xc0\xaf")}})), "utf8.invalid");          // overlong '/'
+  EXPECT_EQ(Reason(Line({{"id", Str("\xed\xa0\x80")}})), "utf8.invalid");      // encoded surrogate
   EXPECT_EQ(Reason(Line({{"id", Str("\xf4\x90\x80\x80")}})), "utf8.invalid");  // > U+10FFFF
   EXPECT_EQ(Reason(Line({{"x", Str("\x80")}})), "utf8.invalid");  // even in an unknown field
   // Checked before line.empty and json.syntax.
@@ -314,8 +341,8 @@ TEST_F(ParserTest, IntegerOutside64BitsIsSyntaxWhereverItStands) {
 }
 
 TEST_F(ParserTest, IntegersAtThe64BitLimitsAreValid) {
-  EXPECT_EQ(Reason(Line({{"x", "18446744073709551615"}})), "ok");  // 2^64 - 1
-  EXPECT_EQ(Reason(Line({{"x", "-9223372036854775808"}})), "ok");  // -2^63
+  EXPECT_EQ(Reason(Line({{"x", "18446744073709551615"}})), "ok");    // 2^64 - 1
+  EXPECT_EQ(Reason(Line({{"x", "-9223372036854775808"}})), "ok");    // -2^63
   EXPECT_EQ(Reason(Line({{"x", "18446744073709551616.0"}})), "ok");  // not an integer literal
 }
 
@@ -357,8 +384,8 @@ TEST_F(ParserTest, DeeplyNestedUnknownFieldIsValidJson) {
 }
 
 TEST_F(ParserTest, ValidJsonThatIsNotAnObjectIsNotObject) {
-  for (const char* v : {"[]", "[{\"id\":\"a\"}]", "\"beacon\"", "1", "-2.5", "true", "null",
-                        " [1] \r"}) {
+  for (const char* v :
+       {"[]", "[{\"id\":\"a\"}]", "\"beacon\"", "1", "-2.5", "true", "null", " [1] \r"}) {
     EXPECT_EQ(Reason(v), "json.not_object") << v;
   }
 }
@@ -468,9 +495,9 @@ TEST_F(ParserTest, TsAtTheBoundsIsValid) {
 }
 
 TEST_F(ParserTest, TsOutsideTheBoundsIsOutOfRange) {
-  for (const char* v : {"946684799999", "4102444800001", "0", "-0", "-1", "-1700000000000",
-                        "9223372036854775807", "9223372036854775808", "18446744073709551615",
-                        "-9223372036854775808"}) {
+  for (const char* v :
+       {"946684799999", "4102444800001", "0", "-0", "-1", "-1700000000000", "9223372036854775807",
+        "9223372036854775808", "18446744073709551615", "-9223372036854775808"}) {
     EXPECT_EQ(Reason(Line({{"ts", v}})), "ts.out_of_range") << v;
   }
 }
@@ -577,8 +604,9 @@ TEST_F(ParserTest, ExperimentNameOf65BytesIsNameTooLong) {
 TEST_F(ParserTest, ExperimentNameGivenTwiceIsNameDuplicate) {
   EXPECT_EQ(Reason(Line({{"experiments", Obj({{"e", Str("A")}, {"e", Str("A")}})}})),
             "experiments.name_duplicate");
-  EXPECT_EQ(Reason(Line({{"experiments", Obj({{"e", Str("A")}, {"f", Str("B")}, {"e", Str("C")}})}})),
-            "experiments.name_duplicate");
+  EXPECT_EQ(
+      Reason(Line({{"experiments", Obj({{"e", Str("A")}, {"f", Str("B")}, {"e", Str("C")}})}})),
+      "experiments.name_duplicate");
   // Compared after unescaping.
   EXPECT_EQ(Reason(Line({{"experiments", Obj({{R"(\u0065)", Str("A")}, {"e", Str("B")}})}})),
             "experiments.name_duplicate");
@@ -642,9 +670,9 @@ TEST_F(ParserTest, ValueAbsentIsNotSet) {
 
 TEST_F(ParserTest, NonNegativeFiniteValueIsValid) {
   const std::vector<std::pair<const char*, double>> cases = {
-      {"0", 0.0},     {"-0", 0.0},      {"-0.0", 0.0},   {"1.5", 1.5},
-      {"1e300", 1e300}, {"12", 12.0},   {"0.1", 0.1},    {"1E2", 100.0},
-      {"18446744073709551615", 18446744073709551615.0},
+      {"0", 0.0},     {"-0", 0.0},      {"-0.0", 0.0},
+      {"1.5", 1.5},   {"1e300", 1e300}, {"12", 12.0},
+      {"0.1", 0.1},   {"1E2", 100.0},   {"18446744073709551615", 18446744073709551615.0},
       {"1e-400", 0.0}};  // underflows to 0: not an overflow
   for (const auto& [text, want] : cases) {
     const Beacon& b = Valid(Line({{"type", Str("conversion")}, {"value", text}}));

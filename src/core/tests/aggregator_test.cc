@@ -92,10 +92,10 @@ TEST_F(AggregatorTest, VisitorInTwoVariantsIsCountedAsContamination) {
 TEST_F(AggregatorTest, FiguresOfOneSession) {
   const TagSetId a = Tags({{"exp", "A"}});
   Aggregator agg(&catalog_, kDefaultSessionGapMs);
-  agg.AddVisitor(std::vector<Event>{
-      Ev(kT0, "1", a), Ev(kT0 + kMin, "2", a, BeaconType::kInteraction, 99.0),
-      Ev(kT0 + 2 * kMin, "3", a, BeaconType::kConversion, 10.5),
-      Ev(kT0 + 3 * kMin, "4", a, BeaconType::kConversion)});
+  agg.AddVisitor(std::vector<Event>{Ev(kT0, "1", a),
+                                    Ev(kT0 + kMin, "2", a, BeaconType::kInteraction, 99.0),
+                                    Ev(kT0 + 2 * kMin, "3", a, BeaconType::kConversion, 10.5),
+                                    Ev(kT0 + 3 * kMin, "4", a, BeaconType::kConversion)});
   const Views v = agg.Finalize();
   const FigureValues& f = Total(v, "exp", "A")->v;
   EXPECT_EQ(f.visitors, 1);
@@ -125,7 +125,8 @@ TEST_F(AggregatorTest, RollingUniquesCoverTwentyFourHours) {
 TEST_F(AggregatorTest, OneHourUniquesCountEveryActiveHour) {
   Aggregator agg(&catalog_, kDefaultSessionGapMs);
   // One session spanning three consecutive hours, so the 24 h windows merge into one range.
-  agg.AddVisitor(std::vector<Event>{Ev(kT0, "1"), Ev(kT0 + 3600'000, "2"), Ev(kT0 + 7200'000, "3")});
+  agg.AddVisitor(
+      std::vector<Event>{Ev(kT0, "1"), Ev(kT0 + 3600'000, "2"), Ev(kT0 + 7200'000, "3")});
   const Views v = agg.Finalize();
   ASSERT_EQ(v.uniques.size(), 26u);
   for (int h = 0; h < 3; ++h) EXPECT_EQ(v.uniques[h].uniques_1h, 1) << h;
@@ -147,8 +148,9 @@ TEST_F(AggregatorTest, RetractThenAddEqualsAddingOnlyTheNewEvents) {
     std::vector<Event> ev;
     for (int i = 0; i < 6; ++i) {
       const auto type = static_cast<BeaconType>(rng() % 3);
-      ev.push_back(Ev(kT0 + static_cast<int64_t>(rng() % (6 * 3600'000)), ids[visitor * 4 + i % 4].c_str(),
-                      rng() % 2 ? a : b, type, static_cast<double>(rng() % 1000) / 7));
+      ev.push_back(Ev(kT0 + static_cast<int64_t>(rng() % (6 * 3600'000)),
+                      ids[visitor * 4 + i % 4].c_str(), rng() % 2 ? a : b, type,
+                      static_cast<double>(rng() % 1000) / 7));
     }
     std::sort(ev.begin(), ev.end(), EventBefore);
     std::vector<Event> partial(ev.begin(), ev.begin() + 3);
@@ -166,7 +168,8 @@ TEST_F(AggregatorTest, MergedAggregatorsEqualOne) {
   Aggregator left(&catalog_, kDefaultSessionGapMs);
   Aggregator right(&catalog_, kDefaultSessionGapMs);
   for (int visitor = 0; visitor < 20; ++visitor) {
-    std::vector<Event> ev = {Ev(kT0 + visitor * kMin, "x", a, BeaconType::kConversion, 0.1 * visitor)};
+    std::vector<Event> ev = {
+        Ev(kT0 + visitor * kMin, "x", a, BeaconType::kConversion, 0.1 * visitor)};
     one.AddVisitor(ev);
     (visitor % 2 ? left : right).AddVisitor(ev);
   }

@@ -15,7 +15,8 @@ namespace {
 
 struct SqliteBackend {
   static std::string Uri(const std::string& name) {
-    const auto dir = std::filesystem::path(::testing::TempDir()) / ("duet_store_" + std::to_string(::getpid()));
+    const auto dir =
+        std::filesystem::path(::testing::TempDir()) / ("duet_store_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     const auto path = dir / (name + ".sqlite");
     std::filesystem::remove(path);
@@ -91,7 +92,8 @@ TYPED_TEST(StoreContractTest, CommitReplacesInsteadOfAdding) {
   for (int i = 0; i < 2; ++i) {
     auto gen = this->store_->BeginBatch();
     ASSERT_TRUE(gen.ok());
-    ASSERT_TRUE(this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0), this->Bad("f", 9)}).ok());
+    ASSERT_TRUE(
+        this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0), this->Bad("f", 9)}).ok());
     ASSERT_TRUE(this->store_->CommitBatch(*gen, this->SampleViews(1), BatchRun{*gen}).ok());
   }
   auto back = this->store_->ReadViews(Layer::kBatch);
@@ -109,7 +111,8 @@ TYPED_TEST(StoreContractTest, UncommittedRunIsInvisibleAndCleanedUp) {
   auto g2 = this->store_->BeginBatch();
   ASSERT_TRUE(g2.ok());
   EXPECT_GT(*g2, *g1);
-  ASSERT_TRUE(this->store_->PutBadRows(*g2, std::vector{this->Bad("new", 0), this->Bad("new", 1)}).ok());
+  ASSERT_TRUE(
+      this->store_->PutBadRows(*g2, std::vector{this->Bad("new", 0), this->Bad("new", 1)}).ok());
   auto rows = this->store_->ReadBadRows(BadRowQuery{});
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].source, "old");

@@ -36,7 +36,8 @@ TEST(ExactSumTest, OrderAndSplitDoNotChangeTheResult) {
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> mag(-20, 20);
   std::vector<double> xs;
-  for (int i = 0; i < 5000; ++i) xs.push_back(std::pow(10.0, mag(rng)) * (rng() % 7 == 0 ? 0.5 : 1.37));
+  for (int i = 0; i < 5000; ++i)
+    xs.push_back(std::pow(10.0, mag(rng)) * (rng() % 7 == 0 ? 0.5 : 1.37));
   ExactSum a;
   for (const double x : xs) a.Add(x);
   std::shuffle(xs.begin(), xs.end(), rng);

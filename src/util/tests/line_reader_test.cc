@@ -33,7 +33,8 @@ class LineReaderTest : public ::testing::Test {
     return path;
   }
 
-  std::vector<Line> ReadAll(const std::string& path, size_t max_line, std::vector<std::string>* texts) {
+  std::vector<Line> ReadAll(const std::string& path, size_t max_line,
+                            std::vector<std::string>* texts) {
     auto r = LineReader::Open(path, max_line);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     std::vector<Line> out;
@@ -79,9 +80,11 @@ TEST_F(LineReaderTest, ZstdGivesTheSameLines) {
 }
 
 TEST_F(LineReaderTest, LongLineIsTruncatedWithFullLengthAndNextLineSurvives) {
-  const std::string big(10'000'000, 'x');  // larger than the internal buffer
+  std::string big;
+  big.resize(10'000'000, 'x');  // larger than the internal 4 MiB buffer
   std::vector<std::string> t;
-  const auto lines = ReadAll(Write("a.ndjson", "a\n" + big + "\nb\n" + std::string(50, 'y')), 16, &t);
+  const auto lines =
+      ReadAll(Write("a.ndjson", "a\n" + big + "\nb\n" + std::string(50, 'y')), 16, &t);
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(t[0], "a");
   EXPECT_TRUE(lines[1].truncated);
