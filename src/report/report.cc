@@ -56,8 +56,25 @@ void NameOrNull(std::string* o, const std::string& s) {
   }
 }
 
+// Starts `{"experiment":…,"variant":…,"hour":"…",` of an hourly or uniques row.
+void OpenHourRow(std::string* o, bool* first, const std::string& experiment,
+                 const std::string& variant, int64_t hour);
+
 bool Selected(const ReportOptions& opt, const std::string& experiment) {
   return !opt.experiment || *opt.experiment == experiment;
+}
+
+void OpenHourRow(std::string* o, bool* first, const std::string& experiment,
+                 const std::string& variant, int64_t hour) {
+  if (!*first) o->push_back(',');
+  *first = false;
+  o->append("{\"experiment\":");
+  NameOrNull(o, experiment);
+  o->append(",\"variant\":");
+  NameOrNull(o, variant);
+  o->append(",\"hour\":");
+  AppendJsonString(o, HourString(hour));
+  o->push_back(',');
 }
 
 }  // namespace
@@ -120,15 +137,7 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
     bool first = true;
     for (const auto& r : v.hourly) {
       if (!Selected(opt, r.experiment)) continue;
-      if (!first) o.push_back(',');
-      first = false;
-      o.append("{\"experiment\":");
-      NameOrNull(&o, r.experiment);
-      o.append(",\"variant\":");
-      NameOrNull(&o, r.variant);
-      o.append(",\"hour\":");
-      AppendJsonString(&o, HourString(r.hour));
-      o.push_back(',');
+      OpenHourRow(&o, &first, r.experiment, r.variant, r.hour);
       Figures(&o, r.v, false);
       CloseObject(&o);
     }
@@ -136,15 +145,7 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
     first = true;
     for (const auto& r : v.uniques) {
       if (!Selected(opt, r.experiment)) continue;
-      if (!first) o.push_back(',');
-      first = false;
-      o.append("{\"experiment\":");
-      NameOrNull(&o, r.experiment);
-      o.append(",\"variant\":");
-      NameOrNull(&o, r.variant);
-      o.append(",\"hour\":");
-      AppendJsonString(&o, HourString(r.hour));
-      o.push_back(',');
+      OpenHourRow(&o, &first, r.experiment, r.variant, r.hour);
       Field(&o, "uniques_1h", r.uniques_1h);
       Field(&o, "uniques_24h", r.uniques_24h);
       CloseObject(&o);
