@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -29,6 +30,8 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kVersion = "0.1.0";
+// How this binary was invoked, for commands printed to copy and paste.
+std::string g_program = "duet";
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -66,8 +69,8 @@ int ParseOrHelp(const std::string& command, const std::string& summary, Config* 
 
 // ---------------------------------------------------------------- generate
 
+// Fills every generator option except out_dir from the options of DefineGenerateOptions.
 Status GenerateOptionsFrom(const Config& c, gen::GenerateOptions* o) {
-  o->out_dir = c.String("out");
   auto beacons = c.Int("beacons", 1, 10'000'000'000);
   if (!beacons.ok()) return beacons.status();
   o->beacons = static_cast<uint64_t>(*beacons);
@@ -129,6 +132,7 @@ int CmdGenerate(const std::vector<std::string>& args) {
   }
   if (Status s = c.Require("out"); !s.ok()) return Fail("generate", s);
   gen::GenerateOptions o;
+  o.out_dir = c.String("out");
   if (Status s = GenerateOptionsFrom(c, &o); !s.ok()) return Fail("generate", s);
   gen::GenerateStats st;
   if (Status s = gen::WriteDataset(o, &st); !s.ok()) return Fail("generate", s);
@@ -394,6 +398,8 @@ int CmdDemo(const std::vector<std::string>& args) {
       rc >= 0) {
     return rc;
   }
+  // The demo talks to a person: keep structured logs for warnings unless asked otherwise.
+  if (std::getenv("DUET_LOG_LEVEL") == nullptr) SetMinLogLevel(LogLevel::kWarn);
   const std::filesystem::path dir(c.String("dir"));
   const std::string master = (dir / "master").string();
   const std::string store_path = (dir / "duet.sqlite").string();
@@ -428,10 +434,11 @@ int CmdDemo(const std::vector<std::string>& args) {
       "\nwhere to look:\n"
       "  master dataset   %s\n"
       "  store            sqlite:%s\n"
-      "  report (JSON)    duet report --store sqlite:%s --json\n"
-      "  bad rows         duet bad-rows --store sqlite:%s\n"
+      "  report (JSON)    %s report --store sqlite:%s --json\n"
+      "  bad rows         %s bad-rows --store sqlite:%s\n"
       "  dashboard        not yet: the serving layer (duet serve) is not built yet\n",
-      master.c_str(), store_path.c_str(), store_path.c_str(), store_path.c_str());
+      master.c_str(), store_path.c_str(), g_program.c_str(), store_path.c_str(), g_program.c_str(),
+      store_path.c_str());
   return kExitOk;
 }
 
@@ -477,6 +484,7 @@ int main(int argc, char** argv) {
     Usage();
     return kExitUsage;
   }
+  g_program = argv[0];
   const std::string cmd = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   static const std::map<std::string, std::function<int(const std::vector<std::string>&)>>

@@ -68,4 +68,9 @@ check '[ $rc3 -ne 0 ] && grep -q "known: " "$work/e3"' "unknown experiment lists
 check '[ $rc4 -eq 2 ] && grep -q "sqlite:PATH" "$work/e4"' "unknown store URI says what is expected"
 check '[ $rc5 -eq 2 ] && grep -q "abc" "$work/e5"' "bad number names the value"
 check '[ $rc6 -eq 2 ] && grep -q "bogus" "$work/e6"' "unknown reason is named"
+# The demo, as `make demo` runs it (smaller), twice: the second run reuses the data.
+"$duet" demo --dir "$work/demo" --beacons 20000 >"$work/demo1.txt" 2>"$work/demo1.log"
+check 'grep -q "where to look" "$work/demo1.txt" && grep -q "experiment checkout_button" "$work/demo1.txt"' "demo runs end to end"
+"$duet" demo --dir "$work/demo" --beacons 20000 >"$work/demo2.txt" 2>/dev/null
+check 'grep -q "using the existing master dataset" "$work/demo2.txt"' "demo reuses its data"
 echo "cli end-to-end passed"
