@@ -1,8 +1,10 @@
 // duet: the one binary. Subcommands are wired here and only here (see src/cli/README.md).
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -17,7 +19,9 @@
 #include "batch/batch.h"
 #include "beacon/beacon.h"
 #include "gen/generator.h"
+#include "log/file_log.h"
 #include "report/report.h"
+#include "speed/speed_layer.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/json_writer.h"
@@ -268,13 +272,19 @@ int CmdReport(const std::vector<std::string>& args) {
   c.Define("experiment", "", "show only this experiment");
   c.Define("json", "false", "print JSON (see docs/report-json.md)", true);
   c.Define("full", "false", "with --json: include hourly figures and rolling uniques", true);
+  c.Define("layer", "batch", "which layer's views: batch or speed");
   if (int rc = ParseOrHelp("report", "Shows the figures per experiment and variant.", &c, args);
       rc >= 0) {
     return rc;
   }
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("report", store.status());
-  auto views = (*store)->ReadViews(store::Layer::kBatch);
+  const std::string layer = c.String("layer");
+  if (layer != "batch" && layer != "speed") {
+    return Fail("report", Status::InvalidArgument("--layer: '" + layer +
+                                                  "' is not a layer; expected batch or speed"));
+  }
+  auto views = (*store)->ReadViews(layer == "batch" ? store::Layer::kBatch : store::Layer::kSpeed);
   if (!views.ok()) return Fail("report", views.status());
   report::ReportOptions ro;
   if (!c.String("experiment").empty()) {
@@ -291,6 +301,7 @@ int CmdReport(const std::vector<std::string>& args) {
     }
   }
   ro.full = c.Bool("full");
+  ro.late_beacons = layer == "speed";
   const std::string out =
       c.Bool("json") ? report::ReportJson(*views, ro) : report::ReportTable(*views, ro);
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -324,6 +335,7 @@ int CmdBadRows(const std::vector<std::string>& args) {
   c.Define("store", "sqlite:duet.sqlite", "store URI");
   c.Define("reason", "", "only rows with this reason (e.g. ts.not_integer)");
   c.Define("limit", "20", "at most this many rows");
+  c.Define("layer", "batch", "which layer's bad rows: batch or speed");
   c.Define("json", "false",
            "print NDJSON: reason, source, line, offset, length, truncated, "
            "payload (text, or null if not UTF-8) and payload_b64",
@@ -346,6 +358,11 @@ int CmdBadRows(const std::vector<std::string>& args) {
   auto limit = c.Int("limit", 1, INT64_MAX);
   if (!limit.ok()) return Fail("bad-rows", limit.status());
   q.limit = *limit;
+  if (c.String("layer") != "batch" && c.String("layer") != "speed") {
+    return Fail("bad-rows", Status::InvalidArgument("--layer: '" + c.String("layer") +
+                                                    "' is not a layer; expected batch or speed"));
+  }
+  q.layer = c.String("layer") == "batch" ? store::Layer::kBatch : store::Layer::kSpeed;
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("bad-rows", store.status());
   auto rows = (*store)->ReadBadRows(q);
@@ -383,6 +400,103 @@ int CmdBadRows(const std::vector<std::string>& args) {
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (!c.Bool("json")) std::fprintf(stderr, "%zu bad rows shown\n", rows->size());
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- stream
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+int CmdStream(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("source", "",
+           "the log: a master-dataset folder read as a log (new files and lines are picked up)");
+  c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
+  c.Define("interval", "60s", "micro-batch interval when caught up");
+  c.Define("lateness", "10m",
+           "allowed lateness: beacons older than max event time minus this are late");
+  c.Define("ttl", "12h", "a visitor's state is forgotten after this long without activity");
+  c.Define("session-gap", "30m", "a gap longer than this starts a new session");
+  c.Define("max-batch", "1000000", "at most this many lines per micro-batch");
+  c.Define("drain", "false", "process everything available, commit and exit", true);
+  if (int rc = ParseOrHelp("stream", "The speed layer: micro-batches over a log, exactly once.", &c,
+                           args);
+      rc >= 0) {
+    return rc;
+  }
+  if (Status s = c.Require("source"); !s.ok()) return Fail("stream", s);
+  speed::SpeedOptions o;
+  for (auto [name, field] : {std::pair{"lateness", &o.lateness_ms}, std::pair{"ttl", &o.ttl_ms},
+                             std::pair{"session-gap", &o.session_gap_ms}}) {
+    auto d = c.DurationMs(name);
+    if (!d.ok()) return Fail("stream", d.status());
+    *field = *d;
+  }
+  auto interval = c.DurationMs("interval");
+  if (!interval.ok()) return Fail("stream", interval.status());
+  auto max_batch = c.Int("max-batch", 1, 100'000'000);
+  if (!max_batch.ok()) return Fail("stream", max_batch.status());
+  o.max_batch_lines = static_cast<size_t>(*max_batch);
+  const bool drain = c.Bool("drain");
+
+  auto log = log::OpenFileLog(c.String("source"));
+  if (!log.ok()) return Fail("stream", log.status());
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail("stream", store.status());
+  speed::SpeedLayer speed(log->get(), store->get(), o);
+  if (Status s = speed.Recover(); !s.ok()) return Fail("stream", s);
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  Log(LogLevel::kInfo, "stream.start",
+      {{"source", c.String("source")},
+       {"store", c.String("store")},
+       {"drain", drain},
+       {"interval_ms", *interval},
+       {"lateness_ms", o.lateness_ms},
+       {"ttl_ms", o.ttl_ms}});
+  uint64_t total = 0;
+  while (!g_stop.load()) {
+    const auto start = std::chrono::steady_clock::now();
+    // A micro-batch is committed whole or not at all; signals are honoured between them.
+    auto st = speed.Step(drain);
+    if (!st.ok()) return Fail("stream", st.status());
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    total += st->lines;
+    if (st->lines > 0) {
+      Log(LogLevel::kInfo, "stream.batch",
+          {{"epoch", st->epoch},
+           {"lines", st->lines},
+           {"applied", st->applied},
+           {"duplicates", st->duplicates},
+           {"bad_rows", st->bad_rows},
+           {"late", st->late},
+           {"visitors_touched", st->visitors_touched},
+           {"visitors_active", st->visitors_active},
+           {"visitors_expired", st->visitors_expired},
+           {"events_held", st->events_held},
+           {"state_bytes", st->state_bytes},
+           {"watermark_ms", st->watermark_ms},
+           {"seconds", secs},
+           {"lines_per_s", secs > 0 ? st->lines / secs : 0.0}});
+    }
+    if (st->lines == 0 && drain) break;
+    // A backlog, or draining: next micro-batch right away.
+    if (drain || st->lines >= o.max_batch_lines) continue;
+    // Caught up: wait out the interval, waking early on a signal.
+    const auto until = start + std::chrono::milliseconds(*interval);
+    while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  const auto& in = speed.views().input;
+  Log(LogLevel::kInfo, "stream.stop",
+      {{"lines_this_run", total}, {"lines", in.lines}, {"signal", g_stop.load()}});
+  std::printf("stream: %" PRId64 " lines (%" PRId64 " applied, %" PRId64 " duplicates, %" PRId64
+              " bad rows, %" PRId64 " late) -> %s\n",
+              in.lines, in.valid_beacons, in.duplicates, in.bad_rows, in.late_beacons,
+              c.String("store").c_str());
   return kExitOk;
 }
 
@@ -467,6 +581,7 @@ void Usage() {
       "  demo        generate traffic, run the batch layer, print the report\n"
       "  generate    write a seeded synthetic A/B workload (Hive layout)\n"
       "  batch       recompute every view from the master dataset into a store\n"
+      "  stream      the speed layer: micro-batches over a log, exactly once (--drain to finish)\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -491,6 +606,7 @@ int main(int argc, char** argv) {
       kCommands = {
           {"demo", CmdDemo},     {"generate", CmdGenerate}, {"batch", CmdBatch},
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
+          {"stream", CmdStream},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

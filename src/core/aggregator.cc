@@ -67,6 +67,74 @@ FigureValues Aggregator::Acc::Values() const {
   return v;
 }
 
+void Aggregator::Acc::Save(ByteWriter* w) const {
+  for (const int64_t v :
+       {visitors, sessions, events, pageviews, conversions, bounces, duration_ms,
+        converted_visitors, sessions_sq, conversions_sq, sessions_x_conversions, multi}) {
+    w->I64(v);
+  }
+  revenue.Save(w);
+  revenue_sq.Save(w);
+}
+
+bool Aggregator::Acc::Load(ByteReader* r) {
+  for (int64_t* v :
+       {&visitors, &sessions, &events, &pageviews, &conversions, &bounces, &duration_ms,
+        &converted_visitors, &sessions_sq, &conversions_sq, &sessions_x_conversions, &multi}) {
+    *v = r->I64();
+  }
+  return revenue.Load(r) && revenue_sq.Load(r) && r->ok();
+}
+
+void Aggregator::Save(ByteWriter* w) const {
+  w->U64(totals_.size());
+  for (const Acc& a : totals_) a.Save(w);
+  w->U64(hourly_.size());
+  for (const auto& [slot, acc] : hourly_.entries()) {
+    w->U64(slot);
+    acc.Save(w);
+  }
+  for (const FlatMap<int64_t>* m : {&uniques_1h_, &uniques_24h_diff_}) {
+    w->U64(m->size());
+    for (const auto& [slot, n] : m->entries()) {
+      w->U64(slot);
+      w->I64(n);
+    }
+  }
+  w->U64(multi_.size());
+  for (const int64_t m : multi_) w->I64(m);
+  w->I64(min_ts_);
+  w->I64(max_ts_);
+}
+
+bool Aggregator::Load(ByteReader* r) {
+  const uint64_t totals = r->U64();
+  if (!r->ok() || totals > catalog_->key_count()) return false;
+  totals_.assign(totals, Acc());
+  for (Acc& a : totals_) {
+    if (!a.Load(r)) return false;
+  }
+  const uint64_t hourly = r->U64();
+  for (uint64_t i = 0; r->ok() && i < hourly; ++i) {
+    const uint64_t slot = r->U64();
+    if (!hourly_[slot].Load(r)) return false;
+  }
+  for (FlatMap<int64_t>* m : {&uniques_1h_, &uniques_24h_diff_}) {
+    const uint64_t n = r->U64();
+    for (uint64_t i = 0; r->ok() && i < n; ++i) {
+      const uint64_t slot = r->U64();
+      (*m)[slot] = r->I64();
+    }
+  }
+  const uint64_t multi = r->U64();
+  if (!r->ok() || multi > catalog_->experiment_count()) return false;
+  multi_.assign(multi, 0);
+  for (int64_t& m : multi_) m = r->I64();
+  min_ts_ = r->I64();
+  max_ts_ = r->I64();
+  return r->ok();
+}
+
 Aggregator::Aggregator(const Catalog* catalog, int64_t session_gap_ms)
     : catalog_(catalog), gap_ms_(session_gap_ms) {}
 

@@ -15,6 +15,7 @@
 #include "core/views.h"
 #include "util/exact_sum.h"
 #include "util/flat_map.h"
+#include "util/serial.h"
 
 namespace duet::core {
 
@@ -30,6 +31,11 @@ class Aggregator {
   // Adds everything `other` holds; both must use the same catalog.
   void Merge(const Aggregator& other);
 
+  // Exact encoding of everything added so far (for checkpoints). Load expects a fresh
+  // Aggregator over a catalog restored from the same checkpoint; false on malformed input.
+  void Save(ByteWriter* w) const;
+  bool Load(ByteReader* r);
+
   // The figures with names resolved, rows sorted. Input totals are left empty (the caller owns
   // input accounting). min_ts/max_ts span the events added.
   Views Finalize() const;
@@ -43,6 +49,8 @@ class Aggregator {
     ExactSum revenue_sq;
     void Merge(const Acc& o);
     FigureValues Values() const;
+    void Save(ByteWriter* w) const;
+    bool Load(ByteReader* r);
   };
   // Per-visitor running figures of one key (or one key and hour).
   struct VisitorCell {

@@ -90,6 +90,41 @@ TagSetId Catalog::InternTagSetSlow(std::span<const beacon::ExperimentTag> tags) 
   return id;
 }
 
+void Catalog::Save(ByteWriter* w) const {
+  w->U64(tag_sets_.size());
+  w->U64(keys_.size());
+  for (TagSetId id = 1; id < tag_sets_.size(); ++id) {
+    const auto names = TagSetNames(id);
+    w->U64(names.size());
+    for (const auto& t : names) {
+      w->Str(t.experiment);
+      w->Str(t.variant);
+    }
+  }
+}
+
+bool Catalog::Load(ByteReader* r) {
+  const uint64_t sets = r->U64();
+  const uint64_t keys = r->U64();
+  if (!r->ok() || tag_sets_.size() != 1 || sets == 0) return false;
+  std::vector<std::pair<std::string, std::string>> owned;
+  std::vector<beacon::ExperimentTag> tags;
+  for (uint64_t id = 1; id < sets; ++id) {
+    const uint64_t n = r->U64();
+    if (!r->ok() || n == 0 || n > beacon::kMaxExperiments) return false;
+    owned.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      const std::string_view e = r->Str();
+      const std::string_view v = r->Str();
+      owned.emplace_back(e, v);
+    }
+    tags.clear();
+    for (const auto& [e, v] : owned) tags.push_back(beacon::ExperimentTag{e, v});
+    if (!r->ok() || InternTagSet(tags) != id) return false;
+  }
+  return r->ok() && keys_.size() == keys;
+}
+
 std::vector<beacon::ExperimentTag> Catalog::TagSetNames(TagSetId id) const {
   std::vector<beacon::ExperimentTag> out;
   for (const KeyTag& t : Tags(id)) {

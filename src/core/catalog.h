@@ -12,6 +12,7 @@
 
 #include "beacon/beacon.h"
 #include "util/flat_map.h"
+#include "util/serial.h"
 
 namespace duet::core {
 
@@ -51,6 +52,9 @@ class Catalog {
   ExperimentId KeyExperiment(KeyId k) const { return keys_[k].experiment; }
   const std::string& ExperimentName(ExperimentId e) const { return experiments_[e]; }
   const std::string& KeyVariant(KeyId k) const { return keys_[k].variant; }
+  // Encodes every tag set in id order; Load into an empty catalog re-creates the same ids.
+  void Save(ByteWriter* w) const;
+  bool Load(ByteReader* r);
   // The tag set's (experiment name, variant name) pairs, for re-interning in another catalog.
   std::vector<beacon::ExperimentTag> TagSetNames(TagSetId id) const;
 

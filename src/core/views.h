@@ -58,7 +58,7 @@ struct InputTotals {
   int64_t valid_beacons = 0;
   int64_t late_beacons = 0;                           // speed layer only
   std::map<std::string, int64_t> bad_rows_by_reason;  // only reasons that occurred
-  bool Balanced() const { return lines == bad_rows + duplicates + valid_beacons; }
+  bool Balanced() const { return lines == bad_rows + duplicates + valid_beacons + late_beacons; }
   bool operator==(const InputTotals&) const = default;
 };
 

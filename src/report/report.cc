@@ -124,6 +124,7 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
   Field(&o, "bad_rows", v.input.bad_rows);
   Field(&o, "duplicates", v.input.duplicates);
   Field(&o, "valid_beacons", v.input.valid_beacons);
+  if (opt.late_beacons) Field(&o, "late_beacons", v.input.late_beacons);
   o.append("\"bad_rows_by_reason\":{");
   for (const auto& [reason, n] : v.input.bad_rows_by_reason) Field(&o, reason, n);
   CloseObject(&o);
@@ -197,9 +198,9 @@ std::string ReportTable(const core::Views& v, const ReportOptions& opt) {
   }
   std::snprintf(buf, sizeof(buf),
                 "input: %" PRId64 " lines = %" PRId64 " valid + %" PRId64 " duplicates + %" PRId64
-                " bad rows%s\n",
+                " bad rows + %" PRId64 " late%s\n",
                 v.input.lines, v.input.valid_beacons, v.input.duplicates, v.input.bad_rows,
-                v.input.Balanced() ? "" : "  (DOES NOT BALANCE)");
+                v.input.late_beacons, v.input.Balanced() ? "" : "  (DOES NOT BALANCE)");
   o += buf;
   if (!v.input.bad_rows_by_reason.empty()) {
     o += "bad rows by reason:";

@@ -11,8 +11,9 @@ namespace duet::report {
 
 struct ReportOptions {
   std::optional<std::string>
-      experiment;     // only this experiment (and no site/hourly rows of others)
-  bool full = false;  // include "hourly" and "uniques"
+      experiment;             // only this experiment (and no site/hourly rows of others)
+  bool full = false;          // include "hourly" and "uniques"
+  bool late_beacons = false;  // include input.late_beacons (speed layer)
 };
 
 // "YYYY-MM-DDTHH:00:00Z" for an hour bucket (hours since the epoch).

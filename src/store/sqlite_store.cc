@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <cstdlib>
 #include <mutex>
 
 #include "beacon/beacon.h"
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS bad_rows(
   PRIMARY KEY(layer, generation, source, offset));
 -- No index by reason: bad rows are a small share of the input, and a reason filter with a LIMIT
 -- scans them quickly, while every index slows the inserts on the batch hot path.
+CREATE TABLE IF NOT EXISTS speed_checkpoint(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS batch_runs(
   generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
@@ -151,23 +153,7 @@ class SqliteStore final : public Store {
   Status PutBadRows(int64_t generation, std::span<const core::BadRow> rows) override {
     std::lock_guard<std::mutex> l(mu_);
     DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Stmt ins(db_,
-             "INSERT OR REPLACE INTO bad_rows(layer, generation, source, offset, line, length, "
-             "truncated, reason, payload) VALUES('batch', ?, ?, ?, ?, ?, ?, ?, ?)");
-    Status s = ins.ok() ? Status::Ok() : Error("prepare the bad-row insert");
-    for (size_t i = 0; s.ok() && i < rows.size(); ++i) {
-      const core::BadRow& r = rows[i];
-      ins.Bind(1, generation)
-          .Bind(2, r.source)
-          .Bind(3, static_cast<int64_t>(r.offset))
-          .Bind(4, static_cast<int64_t>(r.line))
-          .Bind(5, static_cast<int64_t>(r.length))
-          .Bind(6, static_cast<int64_t>(r.truncated))
-          .Bind(7, beacon::ReasonName(r.reason))
-          .BindBlob(8, r.payload);
-      if (ins.Step() != SQLITE_DONE) s = Error("insert a bad row");
-      ins.Reset();
-    }
+    const Status s = InsertBadRows("batch", generation, rows);
     if (!s.ok()) {
       (void)Exec("ROLLBACK");
       return s;
@@ -211,6 +197,59 @@ class SqliteStore final : public Store {
       return s;
     }
     return Exec("COMMIT");
+  }
+
+  Status CommitSpeed(const core::Views& views, std::span<const core::BadRow> bad_rows,
+                     const SpeedCheckpoint& cp) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status s = Status::Ok();
+    const int64_t current = MetaInt("speed_epoch", &s);
+    if (s.ok() && cp.epoch != current + 1) {
+      s = Status::Aborted("speed checkpoint epoch " + std::to_string(cp.epoch) +
+                          " does not follow the stored epoch " + std::to_string(current) +
+                          " (another stream process is writing to this store?)");
+    }
+    if (s.ok()) s = WriteViews("speed", views);
+    if (s.ok()) s = InsertBadRows("speed", 0, bad_rows);
+    if (s.ok()) s = Exec("DELETE FROM speed_checkpoint");
+    if (s.ok()) {
+      Stmt ins(db_, "INSERT INTO speed_checkpoint(chunk, data) VALUES(?, ?)");
+      for (size_t off = 0, chunk = 0; s.ok() && (off < cp.state.size() || chunk == 0);
+           off += kChunkBytes, ++chunk) {
+        ins.Bind(1, static_cast<int64_t>(chunk))
+            .BindBlob(2, std::string_view(cp.state).substr(off, kChunkBytes));
+        if (ins.Step() != SQLITE_DONE) s = Error("write the speed checkpoint");
+        ins.Reset();
+      }
+    }
+    if (s.ok()) s = SetMeta("speed_epoch", std::to_string(cp.epoch));
+    if (s.ok()) s = SetMeta("speed_positions", cp.positions);
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint() override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN"));
+    Status s = Status::Ok();
+    SpeedCheckpoint cp;
+    cp.epoch = MetaInt("speed_epoch", &s);
+    if (s.ok()) {
+      Stmt q(db_, "SELECT value FROM meta WHERE key='speed_positions'");
+      if (q.Step() == SQLITE_ROW) cp.positions = q.Text(0);
+      Stmt c(db_, "SELECT data FROM speed_checkpoint ORDER BY chunk");
+      int rc;
+      while ((rc = c.Step()) == SQLITE_ROW) cp.state += c.Blob(0);
+      if (rc != SQLITE_DONE) s = Error("read the speed checkpoint");
+    }
+    (void)Exec("COMMIT");
+    if (!s.ok()) return s;
+    if (cp.epoch == 0) return std::optional<SpeedCheckpoint>();
+    return std::optional<SpeedCheckpoint>(std::move(cp));
   }
 
   Result<core::Views> ReadViews(Layer layer) override {
@@ -290,6 +329,50 @@ class SqliteStore final : public Store {
       if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
       return Status::IoError(msg);
     }
+    return Status::Ok();
+  }
+
+  static constexpr size_t kChunkBytes = 8 << 20;
+
+  Status InsertBadRows(std::string_view layer, int64_t generation,
+                       std::span<const core::BadRow> rows) {
+    if (rows.empty()) return Status::Ok();
+    Stmt ins(db_,
+             "INSERT OR REPLACE INTO bad_rows(layer, generation, source, offset, line, length, "
+             "truncated, reason, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!ins.ok()) return Error("prepare the bad-row insert");
+    for (const core::BadRow& r : rows) {
+      ins.Bind(1, layer)
+          .Bind(2, generation)
+          .Bind(3, r.source)
+          .Bind(4, static_cast<int64_t>(r.offset))
+          .Bind(5, static_cast<int64_t>(r.line))
+          .Bind(6, static_cast<int64_t>(r.length))
+          .Bind(7, static_cast<int64_t>(r.truncated))
+          .Bind(8, beacon::ReasonName(r.reason))
+          .BindBlob(9, r.payload);
+      if (ins.Step() != SQLITE_DONE) return Error("insert a bad row");
+      ins.Reset();
+    }
+    return Status::Ok();
+  }
+
+  int64_t MetaInt(const char* key, Status* s) {
+    Stmt q(db_, "SELECT value FROM meta WHERE key=?");
+    q.Bind(1, std::string_view(key));
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return 0;
+    if (rc != SQLITE_ROW) {
+      *s = Error("read meta");
+      return 0;
+    }
+    return std::strtoll(q.Text(0).c_str(), nullptr, 10);
+  }
+
+  Status SetMeta(const char* key, const std::string& value) {
+    Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)");
+    q.Bind(1, std::string_view(key)).Bind(2, value);
+    if (q.Step() != SQLITE_DONE) return Error("write meta");
     return Status::Ok();
   }
 

@@ -47,9 +47,25 @@ struct BadRowQuery {
   int64_t limit = 100;                // at most this many, ordered by (source, offset)
 };
 
+// The speed layer's checkpoint: its whole state and the log positions it corresponds to.
+struct SpeedCheckpoint {
+  int64_t epoch = 0;      // 1 for the first commit, then +1 per commit
+  std::string state;      // opaque bytes owned by the speed layer (may be large)
+  std::string positions;  // opaque log positions (log::Log::Positions())
+};
+
 class Store {
  public:
   virtual ~Store() = default;
+
+  // Speed layer: atomically replaces the speed views, keeps `bad_rows` (idempotent per
+  // (source, offset)) and makes `checkpoint` current — all or nothing, so that a crash at any
+  // point leaves either the previous or the new micro-batch fully visible. Fails with Aborted if
+  // checkpoint.epoch is not the current epoch + 1 (another writer committed in between).
+  virtual Status CommitSpeed(const core::Views& views, std::span<const core::BadRow> bad_rows,
+                             const SpeedCheckpoint& checkpoint) = 0;
+  // The current speed checkpoint, if any.
+  virtual Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint() = 0;
 
   // Starts a batch run and returns its generation (increasing across runs).
   virtual Result<int64_t> BeginBatch() = 0;

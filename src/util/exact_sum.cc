@@ -61,6 +61,33 @@ bool ExactSum::IsZero() const {
   return true;
 }
 
+void ExactSum::Save(ByteWriter* w) const {
+  ExactSum c = *this;
+  c.Normalize();
+  uint64_t n = 0;
+  for (const int64_t l : c.limbs_) n += l != 0;
+  w->U64(n);
+  for (int i = 0; i < kLimbs; ++i) {
+    if (c.limbs_[i] == 0) continue;
+    w->U64(static_cast<uint64_t>(i));
+    w->I64(c.limbs_[i]);
+  }
+}
+
+bool ExactSum::Load(ByteReader* r) {
+  limbs_.fill(0);
+  pending_ = 0;
+  const uint64_t n = r->U64();
+  if (n > kLimbs) return false;
+  for (uint64_t k = 0; k < n; ++k) {
+    const uint64_t i = r->U64();
+    const int64_t v = r->I64();
+    if (i >= kLimbs) return false;
+    limbs_[i] = v;
+  }
+  return r->ok();
+}
+
 double ExactSum::Value() const {
   ExactSum c = *this;
   c.Normalize();

@@ -8,6 +8,8 @@
 #include <array>
 #include <cstdint>
 
+#include "util/serial.h"
+
 namespace duet {
 
 class ExactSum {
@@ -19,6 +21,9 @@ class ExactSum {
   // The exact sum rounded to the nearest double. O(limbs).
   double Value() const;
   bool IsZero() const;
+  // Exact, compact encoding (only non-zero limbs); Load returns false on a malformed input.
+  void Save(ByteWriter* w) const;
+  bool Load(ByteReader* r);
 
  private:
   static constexpr int kLimbs = 72;  // 32 value bits each, covering 2^-1074 .. 2^1234.

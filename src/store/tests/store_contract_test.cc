@@ -159,6 +159,48 @@ TYPED_TEST(StoreContractTest, ReopeningKeepsCommittedState) {
   EXPECT_EQ(*(*again)->ReadViews(Layer::kBatch), this->SampleViews(4));
 }
 
+TYPED_TEST(StoreContractTest, SpeedCommitKeepsViewsBadRowsAndCheckpointTogether) {
+  auto none = this->store_->LoadSpeedCheckpoint();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  // A state larger than one chunk, with every byte value.
+  std::string state(20 << 20, '\0');
+  for (size_t i = 0; i < state.size(); ++i) state[i] = static_cast<char>(i * 7);
+  const SpeedCheckpoint cp{1, state, "positions-1"};
+  ASSERT_TRUE(
+      this->store_->CommitSpeed(this->SampleViews(1), std::vector{this->Bad("s", 3)}, cp).ok());
+  auto back = this->store_->LoadSpeedCheckpoint();
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->epoch, 1);
+  EXPECT_EQ((*back)->positions, "positions-1");
+  EXPECT_TRUE((*back)->state == state);
+  EXPECT_EQ(*this->store_->ReadViews(Layer::kSpeed), this->SampleViews(1));
+  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), core::Views());  // layers stay apart
+  BadRowQuery q;
+  q.layer = Layer::kSpeed;
+  EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
+  // Replaying the same micro-batch's bad rows under the next epoch adds nothing.
+  ASSERT_TRUE(this->store_
+                  ->CommitSpeed(this->SampleViews(2), std::vector{this->Bad("s", 3)},
+                                SpeedCheckpoint{2, "small", "positions-2"})
+                  .ok());
+  EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->state, "small");
+}
+
+TYPED_TEST(StoreContractTest, SpeedCommitOutOfEpochOrderIsAbortedAndChangesNothing) {
+  ASSERT_TRUE(
+      this->store_->CommitSpeed(this->SampleViews(1), {}, SpeedCheckpoint{1, "a", "p1"}).ok());
+  for (const int64_t wrong : {1, 3, 0}) {
+    const Status s =
+        this->store_->CommitSpeed(this->SampleViews(9), {}, SpeedCheckpoint{wrong, "b", "p"});
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kAborted);
+  }
+  EXPECT_EQ(*this->store_->ReadViews(Layer::kSpeed), this->SampleViews(1));
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->positions, "p1");
+}
+
 TEST(OpenStoreTest, UnknownSchemeIsRejectedWithTheExpectedForm) {
   auto s = OpenStore("postgres://x");
   ASSERT_FALSE(s.ok());

@@ -1,0 +1,341 @@
+#include "speed/speed_layer.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "beacon/parser.h"
+#include "core/aggregator.h"
+#include "core/catalog.h"
+#include "speed/id_set.h"
+#include "util/hash.h"
+#include "util/serial.h"
+
+namespace duet::speed {
+namespace {
+
+constexpr std::string_view kMagic = "duet-speed-checkpoint";
+constexpr uint64_t kFormatVersion = 1;
+
+struct StoredEvent {
+  int64_t ts;
+  double value;
+  core::TagSetId tags;
+  uint32_t id_offset;  // into Visitor::ids
+  uint8_t id_len;
+  beacon::BeaconType type;
+};
+
+struct Visitor {
+  int64_t last_ts = 0;
+  bool dirty = false;
+  std::vector<StoredEvent> events;
+  std::string ids;  // the events' id bytes
+  std::string_view Id(const StoredEvent& e) const { return {ids.data() + e.id_offset, e.id_len}; }
+};
+
+}  // namespace
+
+class SpeedLayer::Impl {
+ public:
+  Impl(log::Log* log, store::Store* store, const SpeedOptions& o)
+      : log_(log), store_(store), options_(o), aggregator_(&catalog_, o.session_gap_ms) {}
+
+  Status Recover() {
+    auto cp = store_->LoadSpeedCheckpoint();
+    if (!cp.ok()) return cp.status();
+    if (!cp->has_value()) {
+      views_ = aggregator_.Finalize();
+      return Status::Ok();
+    }
+    const store::SpeedCheckpoint& c = **cp;
+    std::string state;
+    DUET_RETURN_IF_ERROR(Decompress(c.state, &state));
+    DUET_RETURN_IF_ERROR(Decode(state));
+    epoch_ = c.epoch;
+    DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
+    views_ = BuildViews();
+    return Status::Ok();
+  }
+
+  Result<MicroBatchStats> Step(bool final) {
+    MicroBatchStats st;
+    DUET_RETURN_IF_ERROR(log_->Poll(options_.max_batch_lines, final, &records_));
+    if (records_.empty()) {
+      st.watermark_ms = watermark_;
+      return st;
+    }
+    bad_.clear();
+    dirty_.clear();
+    const int64_t watermark = watermark_;  // fixed for the whole micro-batch
+    beacon::Beacon b;
+    beacon::BadReason reason;
+    for (const log::LogRecord& r : records_) {
+      ++st.lines;
+      // The file log guarantees 64 readable bytes after each line (log/file_log.h).
+      if (r.truncated || !parser_.Parse(r.bytes, true, &b, &reason)) {
+        if (r.truncated) reason = beacon::BadReason::kLineTooLong;
+        ++bad_by_reason_[static_cast<size_t>(reason)];
+        ++st.bad_rows;
+        bad_.push_back(core::BadRow{reason, std::string(r.source), r.line, r.offset, r.full_length,
+                                    r.truncated, std::string(r.bytes)});
+        continue;
+      }
+      if (!seen_ids_.Insert(b.id, b.ts.value())) {
+        ++st.duplicates;
+        continue;
+      }
+      if (b.ts.value() < watermark) {
+        ++st.late;
+        continue;
+      }
+      ++st.applied;
+      Visitor& v = visitors_[HashBytes(b.visitor)];
+      if (!v.dirty) {
+        // Retract what the visitor contributed so far; it is added back with its new events.
+        if (!v.events.empty()) AddToAggregator(v, -1);
+        v.dirty = true;
+        dirty_.push_back(&v);
+      }
+      v.events.push_back(StoredEvent{b.ts.value(), b.value, catalog_.InternTagSet(b.experiments),
+                                     static_cast<uint32_t>(v.ids.size()),
+                                     static_cast<uint8_t>(b.id.size()), b.type});
+      v.ids.append(b.id);
+      v.last_ts = std::max(v.last_ts, b.ts.value());
+      max_ts_ = std::max(max_ts_, b.ts.value());
+    }
+    for (Visitor* v : dirty_) {
+      std::sort(v->events.begin(), v->events.end(),
+                [v](const StoredEvent& x, const StoredEvent& y) {
+                  if (x.ts != y.ts) return x.ts < y.ts;
+                  return v->Id(x) < v->Id(y);
+                });
+      AddToAggregator(*v, +1);
+      v->dirty = false;
+    }
+    st.visitors_touched = dirty_.size();
+    lines_ += st.lines;
+    duplicates_ += st.duplicates;
+    applied_ += st.applied;
+    late_ += st.late;
+    if (max_ts_ != INT64_MIN) watermark_ = std::max(watermark_, max_ts_ - options_.lateness_ms);
+    st.visitors_expired = Expire();
+
+    views_ = BuildViews();
+    // The encode and compress buffers are reused: fresh ones cost a page fault per 4 KiB.
+    encoded_.buffer().clear();
+    Encode(&encoded_);
+    st.state_bytes = encoded_.buffer().size();
+    checkpoint_.epoch = epoch_ + 1;
+    DUET_RETURN_IF_ERROR(Compress(encoded_.buffer(), &checkpoint_.state));
+    checkpoint_.positions = log_->Positions();
+    DUET_RETURN_IF_ERROR(store_->CommitSpeed(views_, bad_, checkpoint_));
+    epoch_ = checkpoint_.epoch;
+    st.epoch = epoch_;
+    st.watermark_ms = watermark_;
+    st.visitors_active = visitors_.size();
+    for (const auto& [k, v] : visitors_) st.events_held += v.events.size();
+    return st;
+  }
+
+  const core::Views& views() const { return views_; }
+
+ private:
+  void AddToAggregator(const Visitor& v, int sign) {
+    scratch_.clear();
+    for (const StoredEvent& e : v.events) {
+      scratch_.push_back(core::Event{e.ts, v.Id(e), e.value, e.tags, e.type});
+    }
+    aggregator_.AddVisitor(scratch_, sign);
+  }
+
+  // Forgets visitors and ids older than the TTL behind the watermark. Returns visitors dropped.
+  uint64_t Expire() {
+    const int64_t horizon = watermark_ - options_.ttl_ms;
+    uint64_t n = 0;
+    for (auto it = visitors_.begin(); it != visitors_.end();) {
+      if (it->second.last_ts < horizon) {
+        it = visitors_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    seen_ids_.ExpireBefore(horizon);
+    return n;
+  }
+
+  core::Views BuildViews() const {
+    core::Views v = aggregator_.Finalize();
+    core::InputTotals& in = v.input;
+    in.lines = static_cast<int64_t>(lines_);
+    in.duplicates = static_cast<int64_t>(duplicates_);
+    in.valid_beacons = static_cast<int64_t>(applied_);
+    in.late_beacons = static_cast<int64_t>(late_);
+    for (size_t r = 0; r < bad_by_reason_.size(); ++r) {
+      if (bad_by_reason_[r] == 0) continue;
+      in.bad_rows += static_cast<int64_t>(bad_by_reason_[r]);
+      in.bad_rows_by_reason[std::string(beacon::ReasonName(static_cast<beacon::BadReason>(r)))] =
+          static_cast<int64_t>(bad_by_reason_[r]);
+    }
+    return v;
+  }
+
+  // ---- checkpoint encoding
+
+  void Encode(ByteWriter* w) const {
+    w->Str(kMagic);
+    w->U64(kFormatVersion);
+    w->I64(options_.session_gap_ms);
+    w->I64(options_.lateness_ms);
+    w->I64(options_.ttl_ms);
+    w->U64(lines_);
+    w->U64(duplicates_);
+    w->U64(applied_);
+    w->U64(late_);
+    w->U64(bad_by_reason_.size());
+    for (const uint64_t n : bad_by_reason_) w->U64(n);
+    w->I64(max_ts_);
+    w->I64(watermark_);
+    catalog_.Save(w);
+    aggregator_.Save(w);
+    w->U64(visitors_.size());
+    for (const auto& [key, v] : visitors_) {
+      w->U64(key.lo);
+      w->U64(key.hi);
+      w->I64(v.last_ts);
+      w->U64(v.events.size());
+      for (const StoredEvent& e : v.events) {
+        w->I64(e.ts);
+        w->F64(e.value);
+        w->U64(e.tags);
+        w->U64(static_cast<uint64_t>(e.type));
+        w->Str(v.Id(e));
+      }
+    }
+    w->U64(seen_ids_.size());
+    seen_ids_.ForEach([w](const Hash128& id, int64_t ts) {
+      w->U64(id.lo);
+      w->U64(id.hi);
+      w->I64(ts);
+    });
+  }
+
+  Status Decode(std::string_view bytes) {
+    ByteReader r(bytes);
+    if (r.Str() != kMagic)
+      return Status::Corruption("speed checkpoint: not a Duet speed checkpoint");
+    const uint64_t version = r.U64();
+    if (version != kFormatVersion) {
+      return Status::InvalidArgument("speed checkpoint: format version " + std::to_string(version) +
+                                     " is not supported by this build (expected " +
+                                     std::to_string(kFormatVersion) + ")");
+    }
+    const int64_t gap = r.I64(), lateness = r.I64(), ttl = r.I64();
+    if (gap != options_.session_gap_ms || lateness != options_.lateness_ms ||
+        ttl != options_.ttl_ms) {
+      return Status::InvalidArgument(
+          "speed checkpoint was written with --session-gap " + std::to_string(gap) +
+          "ms --lateness " + std::to_string(lateness) + "ms --ttl " + std::to_string(ttl) +
+          "ms; this process has " + std::to_string(options_.session_gap_ms) + "ms/" +
+          std::to_string(options_.lateness_ms) + "ms/" + std::to_string(options_.ttl_ms) +
+          "ms. Use the same settings, or start from an empty store.");
+    }
+    lines_ = r.U64();
+    duplicates_ = r.U64();
+    applied_ = r.U64();
+    late_ = r.U64();
+    if (r.U64() != bad_by_reason_.size()) return Corrupt();
+    for (uint64_t& n : bad_by_reason_) n = r.U64();
+    max_ts_ = r.I64();
+    watermark_ = r.I64();
+    if (!catalog_.Load(&r) || !aggregator_.Load(&r)) return Corrupt();
+    const uint64_t nv = r.U64();
+    for (uint64_t i = 0; r.ok() && i < nv; ++i) {
+      Hash128 key;
+      key.lo = r.U64();
+      key.hi = r.U64();
+      Visitor& v = visitors_[key];
+      v.last_ts = r.I64();
+      const uint64_t ne = r.U64();
+      for (uint64_t k = 0; r.ok() && k < ne; ++k) {
+        StoredEvent e{};
+        e.ts = r.I64();
+        e.value = r.F64();
+        e.tags = static_cast<core::TagSetId>(r.U64());
+        e.type = static_cast<beacon::BeaconType>(r.U64());
+        const std::string_view id = r.Str();
+        if (e.tags >= catalog_.tag_set_count() || id.size() > beacon::kMaxIdBytes) return Corrupt();
+        e.id_offset = static_cast<uint32_t>(v.ids.size());
+        e.id_len = static_cast<uint8_t>(id.size());
+        v.ids.append(id);
+        v.events.push_back(e);
+      }
+    }
+    const uint64_t ni = r.U64();
+    for (uint64_t i = 0; r.ok() && i < ni; ++i) {
+      Hash128 id;
+      id.lo = r.U64();
+      id.hi = r.U64();
+      seen_ids_.InsertHash(id, r.I64());
+    }
+    if (!r.ok() || !r.at_end()) return Corrupt();
+    return Status::Ok();
+  }
+
+  static Status Corrupt() {
+    return Status::Corruption("speed checkpoint: damaged or truncated state");
+  }
+
+  static Status Compress(const std::string& in, std::string* out) {
+    out->resize(std::max(out->capacity(), ZSTD_compressBound(in.size())));
+    const size_t n = ZSTD_compress(out->data(), out->size(), in.data(), in.size(), 1);
+    if (ZSTD_isError(n)) return Status::IoError(std::string("zstd: ") + ZSTD_getErrorName(n));
+    out->resize(n);
+    return Status::Ok();
+  }
+
+  static Status Decompress(const std::string& in, std::string* out) {
+    const unsigned long long n = ZSTD_getFrameContentSize(in.data(), in.size());
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) return Corrupt();
+    out->resize(n);
+    const size_t got = ZSTD_decompress(out->data(), out->size(), in.data(), in.size());
+    if (ZSTD_isError(got) || got != n) return Corrupt();
+    return Status::Ok();
+  }
+
+  log::Log* const log_;
+  store::Store* const store_;
+  const SpeedOptions options_;
+  core::Catalog catalog_;
+  core::Aggregator aggregator_;
+  beacon::Parser parser_;
+  std::unordered_map<Hash128, Visitor, Hash128Hasher> visitors_;
+  IdSet seen_ids_;  // ids applied, late or duplicated, until the TTL passes
+  std::array<uint64_t, beacon::kReasonCount> bad_by_reason_{};
+  uint64_t lines_ = 0, duplicates_ = 0, applied_ = 0, late_ = 0;
+  int64_t max_ts_ = INT64_MIN;
+  int64_t watermark_ = INT64_MIN;
+  int64_t epoch_ = 0;
+  core::Views views_;
+  // Scratch reused across micro-batches.
+  std::vector<log::LogRecord> records_;
+  std::vector<core::BadRow> bad_;
+  std::vector<Visitor*> dirty_;
+  std::vector<core::Event> scratch_;
+  ByteWriter encoded_;
+  store::SpeedCheckpoint checkpoint_;
+};
+
+SpeedLayer::SpeedLayer(log::Log* log, store::Store* store, const SpeedOptions& options)
+    : impl_(std::make_unique<Impl>(log, store, options)) {}
+SpeedLayer::~SpeedLayer() = default;
+Status SpeedLayer::Recover() { return impl_->Recover(); }
+Result<MicroBatchStats> SpeedLayer::Step(bool final) { return impl_->Step(final); }
+const core::Views& SpeedLayer::views() const { return impl_->views(); }
+
+}  // namespace duet::speed

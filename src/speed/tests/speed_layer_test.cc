@@ -1,0 +1,269 @@
+#include "speed/speed_layer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "batch/batch.h"
+#include "gen/generator.h"
+#include "log/file_log.h"
+#include "store/store.h"
+
+namespace duet::speed {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SpeedLayerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("duet_speed_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A noisy generated dataset with no beacon later than the allowed lateness.
+  std::string Generate(uint64_t seed, uint64_t lines) {
+    gen::GenerateOptions o;
+    o.out_dir = (dir_ / ("data" + std::to_string(seed))).string();
+    o.beacons = lines;
+    o.seed = seed;
+    o.hours = 4;
+    o.late_fraction = 0;
+    o.bad_fraction = 0.03;
+    o.duplicate_fraction = 0.05;
+    o.lines_per_file = lines / 7 + 1;
+    EXPECT_TRUE(gen::WriteDataset(o, nullptr).ok());
+    return o.out_dir;
+  }
+
+  core::Views Batch(const std::string& input) {
+    batch::BatchOptions o;
+    o.input = input;
+    o.threads = 2;
+    auto v = batch::RunBatch(o, nullptr, nullptr);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? *v : core::Views();
+  }
+
+  std::unique_ptr<store::Store> Store(const std::string& name) {
+    auto s = store::OpenStore("sqlite:" + (dir_ / (name + ".sqlite")).string());
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return std::move(*s);
+  }
+
+  // Runs the speed layer to the end of the log with micro-batches of random size; every
+  // `restart_every` batches it is thrown away and recovered from the store.
+  core::Views Drain(const std::string& input, store::Store* store, std::mt19937_64* rng,
+                    int restart_every, SpeedOptions options = {}) {
+    std::unique_ptr<log::Log> log;
+    std::unique_ptr<SpeedLayer> speed;
+    auto open = [&] {
+      auto l = log::OpenFileLog(input);
+      EXPECT_TRUE(l.ok()) << l.status().ToString();
+      log = std::move(*l);
+      speed = std::make_unique<SpeedLayer>(log.get(), store, options);
+      const Status s = speed->Recover();
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    };
+    open();
+    for (int step = 1; step < 100000; ++step) {
+      options.max_batch_lines = 1 + (*rng)() % 5000;
+      speed.reset();
+      speed = std::make_unique<SpeedLayer>(log.get(), store, options);
+      EXPECT_TRUE(speed->Recover().ok());
+      auto st = speed->Step(true);
+      EXPECT_TRUE(st.ok()) << st.status().ToString();
+      if (!st.ok() || st->lines == 0) break;
+      if (restart_every > 0 && step % restart_every == 0) open();
+    }
+    return speed->views();
+  }
+
+  static void ExpectSameFigures(const core::Views& speed, const core::Views& batch) {
+    EXPECT_EQ(speed.totals, batch.totals);
+    EXPECT_EQ(speed.hourly, batch.hourly);
+    EXPECT_EQ(speed.uniques, batch.uniques);
+    EXPECT_EQ(speed.experiments, batch.experiments);
+    EXPECT_EQ(speed.input.lines, batch.input.lines);
+    EXPECT_EQ(speed.input.bad_rows_by_reason, batch.input.bad_rows_by_reason);
+    EXPECT_EQ(speed.input.duplicates, batch.input.duplicates);
+    EXPECT_EQ(speed.input.valid_beacons, batch.input.valid_beacons);
+    EXPECT_EQ(speed.input.late_beacons, 0);
+    EXPECT_TRUE(speed.input.Balanced());
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(SpeedLayerTest, DrainEqualsBatchWhateverTheMicroBatchSplit) {
+  const std::string input = Generate(1, 30000);
+  const core::Views batch = Batch(input);
+  ASSERT_GT(batch.input.duplicates, 0);
+  ASSERT_GT(batch.input.bad_rows, 0);
+  for (uint64_t seed : {1, 2, 3}) {
+    std::mt19937_64 rng(seed);
+    auto store = Store("s" + std::to_string(seed));
+    ExpectSameFigures(Drain(input, store.get(), &rng, 0), batch);
+  }
+}
+
+TEST_F(SpeedLayerTest, RecoveringFromTheStoreMidwayChangesNothing) {
+  const std::string input = Generate(4, 20000);
+  std::mt19937_64 rng(4);
+  auto store = Store("recover");
+  ExpectSameFigures(Drain(input, store.get(), &rng, 3), Batch(input));
+  // The committed views are the same as the in-memory ones.
+  auto stored = store->ReadViews(store::Layer::kSpeed);
+  ASSERT_TRUE(stored.ok());
+  ExpectSameFigures(*stored, Batch(input));
+}
+
+// The equivalence property: any arrival order within the allowed lateness, any micro-batch
+// boundaries, gives the batch layer's figures over the same files.
+TEST_F(SpeedLayerTest, AnyArrivalOrderWithinLatenessGivesBatchFigures) {
+  for (uint64_t seed = 10; seed < 16; ++seed) {
+    const std::string src = Generate(seed, 8000);
+    // Read every line, give each an arrival time = ts + a delay of at most half the lateness,
+    // and write them out in arrival order over several files.
+    std::vector<std::pair<int64_t, std::string>> lines;
+    std::mt19937_64 rng(seed);
+    for (const auto& f : fs::recursive_directory_iterator(src)) {
+      if (!f.is_regular_file() || f.path().filename().string()[0] == '_') continue;
+      std::ifstream in(f.path(), std::ios::binary);
+      std::string line;
+      while (std::getline(in, line)) {
+        int64_t ts = 0;
+        const size_t p = line.find("\"ts\":");
+        if (p != std::string::npos) ts = std::atoll(line.c_str() + p + 5);
+        lines.emplace_back(ts + static_cast<int64_t>(rng() % (5 * 60'000)), line);
+      }
+    }
+    std::stable_sort(lines.begin(), lines.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    const fs::path shuffled = dir_ / ("shuffled" + std::to_string(seed));
+    fs::create_directories(shuffled);
+    for (size_t i = 0, part = 0; i < lines.size(); ++part) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "part-%05zu.ndjson", part);
+      std::ofstream out(shuffled / name, std::ios::binary);
+      for (size_t k = 0; k < 997 && i < lines.size(); ++k, ++i) out << lines[i].second << '\n';
+    }
+    auto store = Store("eq" + std::to_string(seed));
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ExpectSameFigures(Drain(shuffled.string(), store.get(), &rng, 5), Batch(shuffled.string()));
+  }
+}
+
+TEST_F(SpeedLayerTest, BeaconsLaterThanTheLatenessAreCountedNotApplied) {
+  const fs::path in = dir_ / "late";
+  fs::create_directories(in);
+  const int64_t t0 = 1'793'491'200'000;
+  auto line = [](const std::string& id, int64_t ts) {
+    return "{\"id\":\"" + id + "\",\"visitor\":\"v\",\"ts\":" + std::to_string(ts) +
+           ",\"type\":\"pageview\"}\n";
+  };
+  std::ofstream(in / "a.ndjson") << line("1", t0 + 3600'000);
+  std::ofstream(in / "b.ndjson") << line("2", t0) << line("3", t0 + 3600'000 - 60'000)
+                                 << line("2", t0);
+  auto store = Store("late");
+  auto log = log::OpenFileLog(in.string());
+  ASSERT_TRUE(log.ok());
+  SpeedOptions o;
+  o.max_batch_lines = 1;  // a.ndjson alone first: the watermark moves to t0 + 50 min
+  SpeedLayer speed(log->get(), store.get(), o);
+  ASSERT_TRUE(speed.Recover().ok());
+  while (true) {
+    auto st = speed.Step(true);
+    ASSERT_TRUE(st.ok());
+    if (st->lines == 0) break;
+  }
+  const core::InputTotals& i = speed.views().input;
+  EXPECT_EQ(i.lines, 4);
+  EXPECT_EQ(i.late_beacons, 1);   // "2" is an hour behind
+  EXPECT_EQ(i.valid_beacons, 2);  // "1" and "3" (one minute of disorder is allowed)
+  EXPECT_EQ(i.duplicates, 1);     // the re-sent "2" is still recognised
+  EXPECT_TRUE(i.Balanced());
+}
+
+TEST_F(SpeedLayerTest, StateIsForgottenAfterTheTtl) {
+  const fs::path in = dir_ / "ttl";
+  fs::create_directories(in);
+  const int64_t t0 = 1'793'491'200'000;
+  {
+    std::ofstream out(in / "a.ndjson");
+    // 200 visitors, each active for one minute, one new visitor every 10 minutes.
+    for (int v = 0; v < 200; ++v) {
+      for (int k = 0; k < 3; ++k) {
+        out << "{\"id\":\"" << v << "-" << k << "\",\"visitor\":\"v" << v
+            << "\",\"ts\":" << t0 + v * 600'000LL + k * 20'000 << ",\"type\":\"pageview\"}\n";
+      }
+    }
+  }
+  auto store = Store("ttl");
+  auto log = log::OpenFileLog(in.string());
+  ASSERT_TRUE(log.ok());
+  SpeedOptions o;
+  o.ttl_ms = 3600'000;
+  o.max_batch_lines = 30;
+  SpeedLayer speed(log->get(), store.get(), o);
+  ASSERT_TRUE(speed.Recover().ok());
+  uint64_t most_active = 0;
+  while (true) {
+    auto st = speed.Step(true);
+    ASSERT_TRUE(st.ok());
+    if (st->lines == 0) break;
+    most_active = std::max(most_active, st->visitors_active);
+  }
+  // One hour of TTL plus ten minutes of lateness at one visitor per ten minutes: a handful.
+  EXPECT_LE(most_active, 12u);
+  EXPECT_EQ(speed.views().totals.at(0).v.visitors, 200);  // forgotten visitors still count
+}
+
+TEST_F(SpeedLayerTest, CheckpointWithOtherSettingsIsRefused) {
+  const std::string input = Generate(20, 2000);
+  auto store = Store("settings");
+  {
+    auto log = log::OpenFileLog(input);
+    SpeedLayer speed(log->get(), store.get(), SpeedOptions{});
+    ASSERT_TRUE(speed.Recover().ok());
+    ASSERT_TRUE(speed.Step(true).ok());
+  }
+  auto log = log::OpenFileLog(input);
+  SpeedOptions other;
+  other.lateness_ms = 60'000;
+  SpeedLayer speed(log->get(), store.get(), other);
+  const Status s = speed.Recover();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--lateness"), std::string::npos);
+}
+
+TEST_F(SpeedLayerTest, SecondWriterIsFencedOff) {
+  const std::string input = Generate(21, 4000);
+  auto store = Store("fence");
+  auto log1 = log::OpenFileLog(input);
+  auto log2 = log::OpenFileLog(input);
+  SpeedOptions o;
+  o.max_batch_lines = 100;
+  SpeedLayer a(log1->get(), store.get(), o);
+  SpeedLayer b(log2->get(), store.get(), o);
+  ASSERT_TRUE(a.Recover().ok());
+  ASSERT_TRUE(b.Recover().ok());
+  ASSERT_TRUE(a.Step(true).ok());
+  auto st = b.Step(true);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), StatusCode::kAborted);
+}
+
+}  // namespace
+}  // namespace duet::speed

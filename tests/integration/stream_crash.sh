@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Exactly once with real processes: `duet stream` is killed with SIGKILL at random points (at
+# least 5 times) and restarted, then stopped with SIGTERM, then run with --drain. The speed
+# layer's final report must equal `duet batch` on the same data, figure by figure.
+set -euo pipefail
+duet=$1 src=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+seed=${DUET_TEST_SEED:-$RANDOM}
+echo "stream crash test, seed $seed"
+"$duet" generate --out "$work/master" --beacons 200000 --seed "$seed" --hours 6 --late-fraction 0 \
+  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 20000 2>/dev/null
+"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
+"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+
+args=(stream --source "$work/master" --store "sqlite:$work/speed.sqlite" --max-batch 3000
+      --interval 50ms)
+kills=0
+for i in $(seq 1 8); do
+  # Started directly (not through a shell function), so that $! is duet's own pid.
+  "$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
+  pid=$!
+  # Random point: between 0.05 s and 0.6 s into the run (start-up, mid-batch or mid-commit).
+  sleep "0.$(( (RANDOM % 55) + 5 ))"
+  if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+  wait "$pid" 2>/dev/null || true
+  epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
+  echo "kill $i: SIGKILL sent, committed epoch now ${epoch:-0}"
+done
+[ "$kills" -ge 5 ] || { echo "FAILED: only $kills kills landed"; exit 1; }
+
+# SIGTERM finishes the current micro-batch, commits and exits 0.
+"$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
+pid=$!
+sleep 0.3
+kill -TERM "$pid"
+if ! wait "$pid"; then echo "FAILED: stream did not exit 0 on SIGTERM"; exit 1; fi
+echo "SIGTERM: clean exit"
+
+"$duet" "${args[@]}" --drain 2>>"$work/stream.log"
+if grep -q '"level":"error"' "$work/stream.log"; then
+  echo "FAILED: a stream process reported an error:"; grep '"level":"error"' "$work/stream.log" | head -3; exit 1
+fi
+"$duet" report --store "sqlite:$work/speed.sqlite" --layer speed --json --full >"$work/speed.json"
+python3 - "$work/speed.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+late = d["input"].pop("late_beacons", 0)
+assert late == 0, f"no beacon is late in this data, got {late}"
+json.dump(d, open(sys.argv[1], "w"))
+PY
+python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/speed.json"
+echo "stream crash test passed ($kills SIGKILLs)"
