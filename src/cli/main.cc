@@ -7,7 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -502,57 +504,212 @@ int CmdStream(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------- demo
 
+// A one-line summary of an experiment's conversion per session in a layer's views.
+std::string ConversionLine(const core::Views& v, const std::string& experiment) {
+  std::string out;
+  char buf[128];
+  for (const auto& r : v.totals) {
+    if (r.experiment != experiment) continue;
+    std::snprintf(buf, sizeof(buf), "%s%s %.2f%% of %" PRId64 " sessions", out.empty() ? "" : ", ",
+                  r.variant.c_str(),
+                  r.v.sessions > 0 ? 100.0 * r.v.conversions / r.v.sessions : 0.0, r.v.sessions);
+    out += buf;
+  }
+  return out.empty() ? "no data yet" : out;
+}
+
+std::string TimeOfDay(int64_t ms) {
+  if (ms <= 0 || ms == INT64_MIN) return "-";
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%m-%d %H:%M", &tm);
+  return buf;
+}
+
 int CmdDemo(const std::vector<std::string>& args) {
   Config c;
-  c.Define("dir", "duet-demo", "working folder for the demo's data and store");
+  c.Define("dir", "duet-demo", "working folder for the demo's data and store (recreated)");
   DefineGenerateOptions(&c);
-  c.Define("fresh", "false", "regenerate the data even if it exists", true);
-  if (int rc =
-          ParseOrHelp("demo", "Runs the pipeline end to end on the embedded default.", &c, args);
+  c.Define("beacons", "2000000", "lines of traffic to generate over the demo");
+  c.Define("speedup", "120", "simulated seconds of traffic per real second");
+  c.Define("interval", "2s", "speed-layer micro-batch interval");
+  c.Define("batch-every", "20s", "batch-layer schedule (30m in production)");
+  c.Define("duration", "0", "stop after this long (e.g. 30s); 0 = until Ctrl-C");
+  if (int rc = ParseOrHelp("demo",
+                           "Runs the pipeline live on the embedded default: a traffic generator "
+                           "appending to the master dataset, the speed layer, the batch layer on a "
+                           "schedule, and a running report. Ctrl-C finishes the micro-batch, "
+                           "commits and exits.",
+                           &c, args);
       rc >= 0) {
     return rc;
   }
   // The demo talks to a person: keep structured logs for warnings unless asked otherwise.
   if (std::getenv("DUET_LOG_LEVEL") == nullptr) SetMinLogLevel(LogLevel::kWarn);
-  const std::filesystem::path dir(c.String("dir"));
+  namespace fs = std::filesystem;
+  const fs::path dir(c.String("dir"));
   const std::string master = (dir / "master").string();
-  const std::string store_path = (dir / "duet.sqlite").string();
+  const std::string store_uri = "sqlite:" + (dir / "duet.sqlite").string();
   gen::GenerateOptions o;
   o.out_dir = master;
   if (Status s = GenerateOptionsFrom(c, &o); !s.ok()) return Fail("demo", s);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (c.Bool("fresh") || !std::filesystem::exists(dir / "master" / "_manifest.json")) {
-    std::printf("[1/3] generating %" PRIu64 " beacons of A/B traffic into %s ...\n", o.beacons,
-                master.c_str());
-    std::fflush(stdout);
-    gen::GenerateStats st;
-    if (Status s = gen::WriteDataset(o, &st); !s.ok()) return Fail("demo", s);
-    std::printf("      %" PRIu64 " lines in %" PRIu64 " files (%.1f s)\n", st.lines, st.files,
-                st.seconds);
-  } else {
-    std::printf("[1/3] using the existing master dataset in %s (--fresh to regenerate)\n",
-                master.c_str());
+  auto speedup = c.Int("speedup", 1, 1'000'000);
+  auto interval = c.DurationMs("interval");
+  auto batch_every = c.DurationMs("batch-every");
+  auto duration = c.DurationMs("duration");
+  for (const Status& s :
+       {speedup.status(), interval.status(), batch_every.status(), duration.status()}) {
+    if (!s.ok()) return Fail("demo", s);
   }
-  std::printf("[2/3] batch layer: %s -> sqlite:%s ...\n", master.c_str(), store_path.c_str());
+  // Start from a clean folder, but never delete one the demo did not create.
+  std::error_code ec;
+  if (fs::exists(dir) && !fs::is_empty(dir, ec) && !fs::exists(dir / ".duet-demo")) {
+    return Fail("demo",
+                Status::InvalidArgument("--dir: '" + dir.string() +
+                                        "' exists and is not a demo folder; choose another"));
+  }
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  std::ofstream(dir / ".duet-demo") << "created by duet demo; safe to delete\n";
+  fs::create_directories(master, ec);
+
+  // Simulated time runs `speedup` times faster than the wall clock, from now.
+  const auto wall0 = std::chrono::steady_clock::now();
+  const int64_t sim0 = NowMs() / 60'000 * 60'000;
+  o.start_ms = sim0;
+  auto sim_now = [&] {
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    return sim0 + static_cast<int64_t>(secs * 1000.0 * *speedup);
+  };
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  std::atomic<uint64_t> generated{0};
+  std::atomic<bool> generator_done{false};
+  std::mutex status_mu;
+  Status failure;  // the first failure of any thread; stops the demo
+  auto fail = [&](Status s) {
+    std::lock_guard<std::mutex> l(status_mu);
+    if (failure.ok()) failure = std::move(s);
+    g_stop.store(true);
+  };
+
+  std::printf("duet demo: live A/B traffic at %" PRId64
+              "x speed -> %s\n"
+              "  speed layer every %s, batch layer every %s; store %s\n"
+              "  Ctrl-C to stop (finishes the micro-batch, commits, exits)\n\n",
+              *speedup, master.c_str(), c.String("interval").c_str(),
+              c.String("batch-every").c_str(), store_uri.c_str());
   std::fflush(stdout);
-  auto r = RunBatchIntoStore(master, "sqlite:" + store_path, DefaultThreads(),
-                             core::kDefaultSessionGapMs);
-  if (!r.ok()) return Fail("demo", r.status());
-  std::printf("      %" PRId64 " lines in %.2f s (%.0f lines/s)\n", r->views.input.lines,
-              r->seconds, r->seconds > 0 ? r->views.input.lines / r->seconds : 0.0);
-  std::printf("[3/3] report\n");
-  const std::string table = report::ReportTable(r->views, {});
+
+  std::thread generator([&] {
+    gen::TrafficGenerator tg(o);
+    gen::LiveWriter writer(master);
+    gen::GeneratedLine line;
+    bool more = tg.Next(&line);
+    while (more && !g_stop.load()) {
+      const int64_t until = sim_now();
+      while (more && line.arrival_ms <= until) {
+        writer.Append(line);
+        more = tg.Next(&line);
+      }
+      if (Status s = writer.Flush(); !s.ok()) return fail(s);
+      generated.store(writer.lines());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (Status s = writer.Flush(); !s.ok()) return fail(s);
+    generated.store(writer.lines());
+    generator_done.store(!more);  // all traffic written, not merely stopped
+  });
+
+  std::mutex views_mu;
+  core::Views speed_views;
+  speed::MicroBatchStats last_batch;
+  std::thread stream([&] {
+    auto log = log::OpenFileLog(master);
+    if (!log.ok()) return fail(log.status());
+    auto store = store::OpenStore(store_uri);
+    if (!store.ok()) return fail(store.status());
+    speed::SpeedLayer layer(log->get(), store->get(), speed::SpeedOptions{});
+    if (Status s = layer.Recover(); !s.ok()) return fail(s);
+    while (!g_stop.load()) {
+      const auto start = std::chrono::steady_clock::now();
+      auto st = layer.Step(false);
+      if (!st.ok()) return fail(st.status());
+      {
+        std::lock_guard<std::mutex> l(views_mu);
+        speed_views = layer.views();
+        if (st->lines > 0) last_batch = *st;
+      }
+      while (!g_stop.load() &&
+             std::chrono::steady_clock::now() < start + std::chrono::milliseconds(*interval)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  });
+
+  std::atomic<int> batch_runs{0};
+  core::Views batch_views;
+  std::thread batcher([&] {
+    auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*batch_every);
+    while (!g_stop.load()) {
+      if (std::chrono::steady_clock::now() < next) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      next += std::chrono::milliseconds(*batch_every);
+      auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
+      if (!r.ok()) return fail(r.status());
+      std::lock_guard<std::mutex> l(views_mu);
+      batch_views = std::move(r->views);
+      batch_runs.fetch_add(1);
+    }
+  });
+
+  auto status_line = [&] {
+    std::lock_guard<std::mutex> l(views_mu);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    std::printf("[%5.0fs] traffic %s, %" PRIu64 " lines%s | speed: epoch %" PRId64 ", %" PRId64
+                " lines, watermark %s | batch: %d runs, up to %s\n",
+                secs, TimeOfDay(sim_now()).c_str(), generated.load(),
+                generator_done.load() ? " (done)" : "", last_batch.epoch, speed_views.input.lines,
+                TimeOfDay(last_batch.watermark_ms).c_str(), batch_runs.load(),
+                TimeOfDay(batch_views.max_ts).c_str());
+    std::printf("         checkout_button (speed): %s\n",
+                ConversionLine(speed_views, "checkout_button").c_str());
+    std::fflush(stdout);
+  };
+  auto next_status = wall0 + std::chrono::seconds(5);
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto now = std::chrono::steady_clock::now();
+    if (*duration > 0 && now - wall0 >= std::chrono::milliseconds(*duration)) g_stop.store(true);
+    if (now >= next_status) {
+      status_line();
+      next_status += std::chrono::seconds(5);
+    }
+  }
+  generator.join();
+  stream.join();
+  batcher.join();
+  if (!failure.ok()) return Fail("demo", failure);
+  status_line();
+  std::printf("\nstopped cleanly; the last micro-batch is committed.\n\nspeed layer:\n");
+  const std::string table = report::ReportTable(speed_views, {});
   std::fwrite(table.data(), 1, table.size(), stdout);
   std::printf(
       "\nwhere to look:\n"
       "  master dataset   %s\n"
-      "  store            sqlite:%s\n"
-      "  report (JSON)    %s report --store sqlite:%s --json\n"
-      "  bad rows         %s bad-rows --store sqlite:%s\n"
+      "  store            %s\n"
+      "  speed report     %s report --store %s --layer speed\n"
+      "  batch report     %s report --store %s\n"
+      "  bad rows         %s bad-rows --store %s\n"
       "  dashboard        not yet: the serving layer (duet serve) is not built yet\n",
-      master.c_str(), store_path.c_str(), g_program.c_str(), store_path.c_str(), g_program.c_str(),
-      store_path.c_str());
+      master.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
+      store_uri.c_str(), g_program.c_str(), store_uri.c_str());
   return kExitOk;
 }
 

@@ -50,24 +50,6 @@ Status WriteAll(int fd, const char* data, size_t n, const std::string& path) {
   return Status::Ok();
 }
 
-// "dt=YYYY-MM-DD/hr=HH" of an hour since the epoch (civil-from-days, proleptic Gregorian).
-std::string PartitionOf(int64_t hour) {
-  const int64_t z = hour / 24 + 719468;
-  const int hh = static_cast<int>(hour % 24);
-  const int64_t era = z / 146097;
-  const int64_t doe = z - era * 146097;
-  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const int64_t mp = (5 * doy + 2) / 153;
-  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
-  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = yoe + era * 400 + (m <= 2);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "dt=%04d-%02d-%02d/hr=%02d", static_cast<int>(y),
-                static_cast<int>(m), static_cast<int>(d), hh);
-  return buf;
-}
-
 // One output file: buffered, optionally zstd-compressed, renamed into place on Close.
 class PartWriter {
  public:
@@ -374,6 +356,24 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+// "dt=YYYY-MM-DD/hr=HH" of an hour since the epoch (civil-from-days, proleptic Gregorian).
+std::string HivePartition(int64_t hour) {
+  const int64_t z = hour / 24 + 719468;
+  const int hh = static_cast<int>(hour % 24);
+  const int64_t era = z / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "dt=%04d-%02d-%02d/hr=%02d", static_cast<int>(y),
+                static_cast<int>(m), static_cast<int>(d), hh);
+  return buf;
+}
+
 Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
   const auto t0 = std::chrono::steady_clock::now();
   DUET_RETURN_IF_ERROR(ValidateOptions(options));
@@ -412,7 +412,7 @@ Status WriteDataset(const GenerateOptions& options, GenerateStats* stats) {
       if (files.empty() || line_hour != hour) {
         hour = line_hour;
         part = 0;
-        partition = PartitionOf(hour);
+        partition = HivePartition(hour);
         std::error_code ec;
         fs::create_directories(o.out_dir + "/" + partition, ec);
         if (ec) {

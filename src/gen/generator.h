@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/status.h"
 
@@ -146,5 +147,32 @@ struct GenerateStats {
 // Logs progress on stderr about every 1M lines. On success fills *stats (may be null). Returns
 // InvalidArgument for bad options or out_dir, IoError if a write fails.
 Status WriteDataset(const GenerateOptions& options, GenerateStats* stats);
+
+// "dt=YYYY-MM-DD/hr=HH" of an hour since the epoch (UTC): the master dataset's partition.
+std::string HivePartition(int64_t hour);
+
+// LiveWriter: appends generated lines to a master dataset as they "arrive", for the live demo.
+// Lines are buffered and written by Flush as a new complete file per arrival hour,
+// dt=…/hr=…/live-NNNNNNNN.ndjson (hidden name, then renamed), so readers — the batch layer and
+// the speed layer's file log — only ever see whole files, in arrival order. Not thread-safe.
+class LiveWriter {
+ public:
+  explicit LiveWriter(std::string out_dir) : out_dir_(std::move(out_dir)) {}
+  void Append(const GeneratedLine& line);
+  // Writes what was appended since the last Flush. IoError if a file cannot be written.
+  Status Flush();
+  uint64_t lines() const { return lines_; }
+  uint64_t files() const { return files_; }
+
+ private:
+  const std::string out_dir_;
+  std::vector<std::pair<int64_t, std::string>> pending_;  // (arrival hour, lines) to write
+  std::string buffer_;
+  int64_t buffer_hour_ = -1;
+  uint64_t seq_ = 0;
+  uint64_t lines_ = 0;
+  uint64_t files_ = 0;
+  Status WriteFile(int64_t hour, const std::string& bytes);
+};
 
 }  // namespace duet::gen

@@ -68,9 +68,24 @@ check '[ $rc3 -ne 0 ] && grep -q "known: " "$work/e3"' "unknown experiment lists
 check '[ $rc4 -eq 2 ] && grep -q "sqlite:PATH" "$work/e4"' "unknown store URI says what is expected"
 check '[ $rc5 -eq 2 ] && grep -q "abc" "$work/e5"' "bad number names the value"
 check '[ $rc6 -eq 2 ] && grep -q "bogus" "$work/e6"' "unknown reason is named"
-# The demo, as `make demo` runs it (smaller), twice: the second run reuses the data.
-"$duet" demo --dir "$work/demo" --beacons 20000 >"$work/demo1.txt" 2>"$work/demo1.log"
-check 'grep -q "where to look" "$work/demo1.txt" && grep -q "experiment checkout_button" "$work/demo1.txt"' "demo runs end to end"
-"$duet" demo --dir "$work/demo" --beacons 20000 >"$work/demo2.txt" 2>/dev/null
-check 'grep -q "using the existing master dataset" "$work/demo2.txt"' "demo reuses its data"
+# The live demo, as `make demo` runs it but shorter: traffic, speed and batch layers at once.
+"$duet" demo --dir "$work/demo" --duration 8s --speedup 3600 --interval 500ms --batch-every 3s \
+  --beacons 60000 >"$work/demo1.txt" 2>"$work/demo1.log"
+check 'grep -q "stopped cleanly" "$work/demo1.txt" && grep -q "where to look" "$work/demo1.txt"' "live demo runs and stops by itself"
+"$duet" report --store "sqlite:$work/demo/duet.sqlite" --layer speed --json >"$work/demo-speed.json"
+"$duet" report --store "sqlite:$work/demo/duet.sqlite" --json >"$work/demo-batch.json"
+check 'python3 -c "import json,sys; s=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); assert s[\"input\"][\"lines\"]>0 and b[\"input\"][\"lines\"]>0 and \"checkout_button\" in s[\"experiments\"]" "$work/demo-speed.json" "$work/demo-batch.json"' "demo filled both layers"
+# Ctrl-C: finishes the micro-batch, commits, exits 0.
+"$duet" demo --dir "$work/demo" --speedup 3600 --interval 300ms --batch-every 2s --beacons 60000 \
+  >"$work/demo2.txt" 2>/dev/null &
+pid=$!
+sleep 3
+kill -INT "$pid"
+check 'wait "$pid"' "demo exits 0 on Ctrl-C"
+check 'grep -q "stopped cleanly" "$work/demo2.txt"' "demo reports a clean stop"
+set +e
+mkdir -p "$work/notdemo" && touch "$work/notdemo/precious"
+"$duet" demo --dir "$work/notdemo" --duration 1s 2>"$work/e7" >/dev/null; rc7=$?
+set -e
+check '[ $rc7 -eq 2 ] && [ -f "$work/notdemo/precious" ]' "demo refuses to wipe a folder it did not create"
 echo "cli end-to-end passed"
