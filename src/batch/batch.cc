@@ -425,31 +425,34 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   return views;
 }
 
-Result<uint64_t> ParseOnly(const BatchOptions& options) {
+Result<ParseOnlyCounts> ParseOnly(const BatchOptions& options) {
   auto files = ListInputs(options.input);
   if (!files.ok()) return files.status();
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> lines{0};
-  std::atomic<uint64_t> docs{0};  // lines that are one JSON value; keeps the parse observable
+  std::atomic<uint64_t> json_values{0};
   std::mutex mu;
   Status error;
+  auto fail = [&](Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    if (error.ok()) error = std::move(s);
+  };
   std::vector<std::thread> pool;
   for (int t = 0; t < options.threads; ++t) {
     pool.emplace_back([&] {
       simdjson::dom::parser parser;
-      if (parser.allocate(beacon::kMaxLineBytes + 1) != simdjson::SUCCESS) return;
+      if (parser.allocate(beacon::kMaxLineBytes + 1) != simdjson::SUCCESS) {
+        return fail(Status::IoError("simdjson: cannot allocate the parser"));
+      }
       Line line;
       uint64_t n = 0, parsed = 0;
       for (size_t fi = next.fetch_add(1); fi < files->size(); fi = next.fetch_add(1)) {
         auto reader = LineReader::Open((*files)[fi].path, beacon::kMaxLineBytes);
-        if (!reader.ok()) {
-          std::lock_guard<std::mutex> l(mu);
-          error = reader.status();
-          return;
-        }
+        if (!reader.ok()) return fail(reader.status());
         while (true) {
           const Result<bool> more = (*reader)->Next(&line);
-          if (!more.ok() || !*more) break;
+          if (!more.ok()) return fail(more.status());
+          if (!*more) break;
           ++n;
           simdjson::dom::element el;
           parsed += parser.parse(line.bytes.data(), line.bytes.size(), false).get(el) ==
@@ -457,12 +460,12 @@ Result<uint64_t> ParseOnly(const BatchOptions& options) {
         }
       }
       lines.fetch_add(n);
-      docs.fetch_add(parsed);
+      json_values.fetch_add(parsed);
     });
   }
   for (auto& th : pool) th.join();
   if (!error.ok()) return error;
-  return lines.load();
+  return ParseOnlyCounts{lines.load(), json_values.load()};
 }
 
 }  // namespace duet::batch

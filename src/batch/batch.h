@@ -67,8 +67,13 @@ struct BatchStats {
 // damaged files (IoError, Corruption), or when the sink fails.
 Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats);
 
+struct ParseOnlyCounts {
+  uint64_t lines = 0;
+  uint64_t json_values = 0;  // lines that parsed as one JSON value
+};
+
 // Benchmark baseline: reads every input line and JSON-parses it (simdjson DOM), nothing else,
-// with the same threads and file reading as RunBatch. Returns the number of lines.
-Result<uint64_t> ParseOnly(const BatchOptions& options);
+// with the same threads and file reading as RunBatch.
+Result<ParseOnlyCounts> ParseOnly(const BatchOptions& options);
 
 }  // namespace duet::batch

@@ -262,7 +262,9 @@ int CmdParseOnly(const std::vector<std::string>& args) {
   if (!n.ok()) return Fail("parse-only", n.status());
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("parse-only: %" PRIu64 " lines in %.2f s (%.0f lines/s)\n", *n, secs, *n / secs);
+  std::printf("parse-only: %" PRIu64 " lines (%" PRIu64
+              " parse as JSON) in %.2f s (%.0f lines/s)\n",
+              n->lines, n->json_values, secs, n->lines / secs);
   return kExitOk;
 }
 
