@@ -444,12 +444,27 @@ int CmdStream(const std::vector<std::string>& args) {
   o.max_batch_lines = static_cast<size_t>(*max_batch);
   const bool drain = c.Bool("drain");
 
-  auto log = log::OpenFileLog(c.String("source"));
-  if (!log.ok()) return Fail("stream", log.status());
-  auto store = store::OpenStore(c.String("store"));
-  if (!store.ok()) return Fail("stream", store.status());
-  speed::SpeedLayer speed(log->get(), store->get(), o);
-  if (Status s = speed.Recover(); !s.ok()) return Fail("stream", s);
+  // The log, the store and the engine, rebuilt together after a transient failure: a failed
+  // micro-batch leaves the engine's memory ahead of the store, so it restarts from the checkpoint.
+  struct Pipeline {
+    std::unique_ptr<log::Log> log;
+    std::unique_ptr<store::Store> store;
+    std::unique_ptr<speed::SpeedLayer> speed;
+  };
+  auto open = [&]() -> Result<Pipeline> {
+    Pipeline p;
+    auto l = log::OpenFileLog(c.String("source"));
+    if (!l.ok()) return l.status();
+    p.log = std::move(*l);
+    auto st = store::OpenStore(c.String("store"));
+    if (!st.ok()) return st.status();
+    p.store = std::move(*st);
+    p.speed = std::make_unique<speed::SpeedLayer>(p.log.get(), p.store.get(), o);
+    DUET_RETURN_IF_ERROR(p.speed->Recover());
+    return p;
+  };
+  auto pipeline = open();
+  if (!pipeline.ok()) return Fail("stream", pipeline.status());
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
   Log(LogLevel::kInfo, "stream.start",
@@ -460,11 +475,46 @@ int CmdStream(const std::vector<std::string>& args) {
        {"lateness_ms", o.lateness_ms},
        {"ttl_ms", o.ttl_ms}});
   uint64_t total = 0;
+  int64_t backoff_ms = 0;
+  constexpr int64_t kMaxBackoffMs = 30'000;
+  auto sleep_until = [](std::chrono::steady_clock::time_point until) {
+    while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  bool broken = false;  // the engine failed a micro-batch and must restart from the checkpoint
   while (!g_stop.load()) {
     const auto start = std::chrono::steady_clock::now();
-    // A micro-batch is committed whole or not at all; signals are honoured between them.
-    auto st = speed.Step(drain);
-    if (!st.ok()) return Fail("stream", st.status());
+    Status failed;
+    Result<speed::MicroBatchStats> st = Status::Aborted("not run");
+    if (broken) {
+      auto again = open();
+      if (again.ok()) {
+        pipeline = std::move(again);
+        broken = false;
+        Log(LogLevel::kInfo, "stream.resumed", {{"lines", pipeline->speed->views().input.lines}});
+      } else {
+        failed = again.status();
+      }
+    }
+    if (!broken) {
+      // A micro-batch is committed whole or not at all; signals are honoured between them.
+      st = pipeline->speed->Step(drain);
+      if (!st.ok()) {
+        failed = st.status();
+        broken = true;
+      }
+    }
+    if (!failed.ok()) {
+      if (failed.code() != StatusCode::kUnavailable) return Fail("stream", failed);
+      // The store is busy or down: back off, then reopen and resume from the last checkpoint.
+      backoff_ms = std::min(kMaxBackoffMs, backoff_ms == 0 ? 200 : backoff_ms * 2);
+      Log(LogLevel::kWarn, "stream.retry",
+          {{"error", failed.ToString()}, {"backoff_ms", backoff_ms}});
+      sleep_until(start + std::chrono::milliseconds(backoff_ms));
+      continue;
+    }
+    backoff_ms = 0;
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     total += st->lines;
@@ -489,12 +539,9 @@ int CmdStream(const std::vector<std::string>& args) {
     // A backlog, or draining: next micro-batch right away.
     if (drain || st->lines >= o.max_batch_lines) continue;
     // Caught up: wait out the interval, waking early on a signal.
-    const auto until = start + std::chrono::milliseconds(*interval);
-    while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    sleep_until(start + std::chrono::milliseconds(*interval));
   }
-  const auto& in = speed.views().input;
+  const auto& in = pipeline->speed->views().input;
   Log(LogLevel::kInfo, "stream.stop",
       {{"lines_this_run", total}, {"lines", in.lines}, {"signal", g_stop.load()}});
   std::printf("stream: %" PRId64 " lines (%" PRId64 " applied, %" PRId64 " duplicates, %" PRId64

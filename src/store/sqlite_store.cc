@@ -507,7 +507,7 @@ class SqliteStore final : public Store {
 
 std::string_view LayerName(Layer l) { return l == Layer::kBatch ? "batch" : "speed"; }
 
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int busy_timeout_ms) {
   sqlite3* db = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &db,
@@ -518,7 +518,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
     sqlite3_close(db);
     return Status::IoError(msg);
   }
-  sqlite3_busy_timeout(db, 10000);
+  sqlite3_busy_timeout(db, busy_timeout_ms);
   auto store = std::make_unique<SqliteStore>(db, path);
   DUET_RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<Store>(std::move(store));
@@ -527,11 +527,26 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri) {
   constexpr std::string_view kSqlite = "sqlite:";
   if (uri.rfind(kSqlite, 0) == 0) {
-    const std::string path = uri.substr(kSqlite.size());
+    std::string path = uri.substr(kSqlite.size());
+    int busy_timeout_ms = kDefaultBusyTimeoutMs;
+    if (const size_t q = path.find('?'); q != std::string::npos) {
+      // The one option: sqlite:PATH?busy_timeout_ms=N (how long to wait for another writer).
+      const std::string opt = path.substr(q + 1);
+      path.resize(q);
+      constexpr std::string_view kBusy = "busy_timeout_ms=";
+      char* end = nullptr;
+      const long v =
+          opt.rfind(kBusy, 0) == 0 ? std::strtol(opt.c_str() + kBusy.size(), &end, 10) : -1;
+      if (v < 0 || v > 3'600'000 || end == nullptr || *end != '\0') {
+        return Status::InvalidArgument("--store: '" + uri + "': unknown option '" + opt +
+                                       "'; expected sqlite:PATH or sqlite:PATH?busy_timeout_ms=N");
+      }
+      busy_timeout_ms = static_cast<int>(v);
+    }
     if (path.empty()) {
       return Status::InvalidArgument("--store: '" + uri + "' has no path; expected sqlite:PATH");
     }
-    return OpenSqliteStore(path);
+    return OpenSqliteStore(path, busy_timeout_ms);
   }
   if (uri.rfind("mongodb://", 0) == 0) {
     return Status::NotSupported("--store: '" + uri +

@@ -81,8 +81,9 @@ class Store {
   virtual Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) = 0;
 };
 
-// Opens a store by URI: "sqlite:PATH" (created if missing). InvalidArgument for an unknown or
-// malformed URI, naming what was expected.
+// Opens a store by URI: "sqlite:PATH" (created if missing; "sqlite:PATH?busy_timeout_ms=N" sets
+// how long a write waits for another writer before failing with Unavailable, default 10 s).
+// InvalidArgument for an unknown or malformed URI, naming what was expected.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri);
 
 }  // namespace duet::store
