@@ -306,6 +306,7 @@ int CmdReport(const std::vector<std::string>& args) {
   }
   ro.full = c.Bool("full");
   ro.late_beacons = layer == "speed";
+  ro.provisional_hours = layer == "speed";
   const std::string out =
       c.Bool("json") ? report::ReportJson(*views, ro) : report::ReportTable(*views, ro);
   std::fwrite(out.data(), 1, out.size(), stdout);

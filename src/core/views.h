@@ -71,6 +71,10 @@ struct Views {
   InputTotals input;
   int64_t min_ts = 0;  // event-time range of the valid beacons; 0/0 when there are none
   int64_t max_ts = 0;
+  // Speed layer only: hours that end at or before this event time are final (the watermark —
+  // greatest applied ts minus the allowed lateness — minus the session gap); later hours may
+  // still change. 0 for the batch layer, whose hours are all final.
+  int64_t final_before_ms = 0;
   bool operator==(const Views&) const = default;
 };
 

@@ -132,6 +132,7 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
   o.append(",\"event_time\":{");
   Field(&o, "min_ms", v.min_ts);
   Field(&o, "max_ms", v.max_ts);
+  if (opt.provisional_hours) Field(&o, "final_before_ms", v.final_before_ms);
   CloseObject(&o);
   if (opt.full) {
     o.append(",\"hourly\":[");
@@ -139,6 +140,10 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
     for (const auto& r : v.hourly) {
       if (!Selected(opt, r.experiment)) continue;
       OpenHourRow(&o, &first, r.experiment, r.variant, r.hour);
+      if (opt.provisional_hours) {
+        const bool final = (r.hour + 1) * kMsPerHour <= v.final_before_ms;
+        o.append(final ? "\"final\":true," : "\"final\":false,");
+      }
       Figures(&o, r.v, false);
       CloseObject(&o);
     }

@@ -14,6 +14,8 @@ struct ReportOptions {
       experiment;             // only this experiment (and no site/hourly rows of others)
   bool full = false;          // include "hourly" and "uniques"
   bool late_beacons = false;  // include input.late_beacons (speed layer)
+  // Speed layer: include "final_before_ms" and a "final" flag on each hourly row.
+  bool provisional_hours = false;
 };
 
 // "YYYY-MM-DDTHH:00:00Z" for an hour bucket (hours since the epoch).

@@ -171,6 +171,7 @@ class SpeedLayer::Impl {
 
   core::Views BuildViews() const {
     core::Views v = aggregator_.Finalize();
+    v.final_before_ms = watermark_ == INT64_MIN ? 0 : watermark_ - options_.session_gap_ms;
     core::InputTotals& in = v.input;
     in.lines = static_cast<int64_t>(lines_);
     in.duplicates = static_cast<int64_t>(duplicates_);

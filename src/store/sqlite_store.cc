@@ -10,7 +10,7 @@
 namespace duet::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS experiments(
 CREATE TABLE IF NOT EXISTS input_totals(
   layer TEXT PRIMARY KEY, lines INTEGER NOT NULL, bad_rows INTEGER NOT NULL,
   duplicates INTEGER NOT NULL, valid_beacons INTEGER NOT NULL, late_beacons INTEGER NOT NULL,
-  min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL) WITHOUT ROWID;
+  min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, final_before_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bad_reasons(
   layer TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
   PRIMARY KEY(layer, reason)) WITHOUT ROWID;
@@ -113,7 +113,9 @@ class SqliteStore final : public Store {
     const int64_t version = v.Int(0);
     if (version != 0 && version != kSchemaVersion) {
       return Status::Corruption(path_ + ": store schema version " + std::to_string(version) +
-                                " is not supported; expected " + std::to_string(kSchemaVersion));
+                                " is not supported by this build (expected " +
+                                std::to_string(kSchemaVersion) +
+                                "); rebuild it with duet batch / duet stream into a new file");
     }
     DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status s = Exec(kSchema);
@@ -414,12 +416,13 @@ class SqliteStore final : public Store {
       if (ex.Step() != SQLITE_DONE) return Error("write experiments");
       ex.Reset();
     }
-    Stmt in(db_, "INSERT INTO input_totals VALUES(?,?,?,?,?,?,?,?)");
+    Stmt in(db_, "INSERT INTO input_totals VALUES(?,?,?,?,?,?,?,?,?)");
     in.Bind(1, layer).Bind(2, v.input.lines).Bind(3, v.input.bad_rows).Bind(4, v.input.duplicates);
     in.Bind(5, v.input.valid_beacons)
         .Bind(6, v.input.late_beacons)
         .Bind(7, v.min_ts)
-        .Bind(8, v.max_ts);
+        .Bind(8, v.max_ts)
+        .Bind(9, v.final_before_ms);
     if (in.Step() != SQLITE_DONE) return Error("write input totals");
     Stmt br(db_, "INSERT INTO bad_reasons VALUES(?,?,?)");
     for (const auto& [reason, n] : v.input.bad_rows_by_reason) {
@@ -476,8 +479,8 @@ class SqliteStore final : public Store {
     }
     if (rc != SQLITE_DONE) return Error("read experiments");
     Stmt in(db_,
-            "SELECT lines, bad_rows, duplicates, valid_beacons, late_beacons, min_ts, max_ts FROM "
-            "input_totals WHERE layer=?");
+            "SELECT lines, bad_rows, duplicates, valid_beacons, late_beacons, min_ts, max_ts, "
+            "final_before_ms FROM input_totals WHERE layer=?");
     in.Bind(1, layer);
     rc = in.Step();
     if (rc == SQLITE_ROW) {
@@ -488,6 +491,7 @@ class SqliteStore final : public Store {
       v->input.late_beacons = in.Int(4);
       v->min_ts = in.Int(5);
       v->max_ts = in.Int(6);
+      v->final_before_ms = in.Int(7);
     } else if (rc != SQLITE_DONE) {
       return Error("read input totals");
     }

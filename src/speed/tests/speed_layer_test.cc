@@ -193,6 +193,8 @@ TEST_F(SpeedLayerTest, BeaconsLaterThanTheLatenessAreCountedNotApplied) {
   EXPECT_EQ(i.valid_beacons, 2);  // "1" and "3" (one minute of disorder is allowed)
   EXPECT_EQ(i.duplicates, 1);     // the re-sent "2" is still recognised
   EXPECT_TRUE(i.Balanced());
+  // Watermark t0 + 50 min (max ts − 10 min lateness); hours ending 30 min before it are final.
+  EXPECT_EQ(speed.views().final_before_ms, t0 + 50 * 60'000 - 30 * 60'000);
 }
 
 TEST_F(SpeedLayerTest, StateIsForgottenAfterTheTtl) {
