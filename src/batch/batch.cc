@@ -18,7 +18,9 @@
 #include "util/flat_map.h"
 #include "util/hash.h"
 #include "util/line_reader.h"
+#include "util/serial.h"
 #include "util/slab.h"
+#include "util/strong_type.h"
 
 namespace duet::batch {
 namespace {
@@ -74,6 +76,7 @@ struct ReaderState {
   core::Catalog catalog;
   std::array<int64_t, beacon::kReasonCount> bad_by_reason{};
   int64_t lines = 0;
+  int64_t max_ts = INT64_MIN;
   std::vector<core::BadRow> bad;
 };
 
@@ -149,6 +152,7 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
       r.visitor_lo = vh.lo;
       r.visitor_hi = vh.hi;
       r.ts = b.ts.value();
+      st->max_ts = std::max(st->max_ts, r.ts);
       r.value = b.value;
       r.pos = (static_cast<uint64_t>(fi) << kOffsetBits) | line.offset;
       char* id = static_cast<char*>(st->slab.Allocate(b.id.size(), 1));
@@ -221,8 +225,8 @@ int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket,
 // Sorting the records themselves keeps the per-visitor pass sequential in memory.
 void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
                    const std::vector<std::vector<core::TagSetId>>& remap, int bucket,
-                   core::Aggregator* agg, std::vector<Record>* recs,
-                   std::vector<core::Event>* events) {
+                   core::Aggregator* agg, core::Aggregator* prefix, int64_t boundary_ms,
+                   int64_t gap_ms, std::vector<Record>* recs, std::vector<core::Event>* events) {
   recs->clear();
   for (size_t t = 0; t < states.size(); ++t) {
     states[t]->records[bucket].ForEach([&](const Record& r) {
@@ -248,6 +252,10 @@ void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
       events->push_back(core::Event{r.ts, r.id_view(), r.value, r.tags, r.type});
     }
     agg->AddVisitor(*events);
+    if (prefix != nullptr) {
+      const size_t k = core::SessionPrefixEnd(*events, gap_ms, boundary_ms);
+      if (k > 0) prefix->AddVisitor(std::span<const core::Event>(*events).first(k));
+    }
     i = j;
   }
 }
@@ -327,7 +335,8 @@ Result<std::vector<InputFile>> ListInputs(const std::string& path) {
   return out;
 }
 
-Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats) {
+Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats,
+                             PrefixView* prefix) {
   if (options.threads < 1 || options.threads > 256) {
     return Status::InvalidArgument("threads: " + std::to_string(options.threads) +
                                    " is out of range; expected 1..256");
@@ -381,17 +390,32 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   }
 
   // Phase 3: per visitor bucket, sessionize, attribute and aggregate.
-  std::vector<std::unique_ptr<core::Aggregator>> aggs;
+  int64_t max_ts = INT64_MIN;
+  for (const auto& st : states) max_ts = std::max(max_ts, st->max_ts);
+  // No beacon older than this can still arrive within the allowed lateness, so sessions that
+  // ended more than a gap before it are complete (the prefix view's horizon).
+  const int64_t boundary = max_ts == INT64_MIN ? INT64_MIN : max_ts - options.lateness_ms;
+  std::vector<std::unique_ptr<core::Aggregator>> aggs, prefixes;
   std::vector<std::vector<Record>> scratch(threads);
   std::vector<std::vector<core::Event>> events(threads);
   for (int t = 0; t < threads; ++t) {
     aggs.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
+    prefixes.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
   }
   ParallelFor(threads, kBuckets, [&](int t, int b) {
-    ComputeBucket(states, remap, b, aggs[t].get(), &scratch[t], &events[t]);
+    ComputeBucket(states, remap, b, aggs[t].get(), prefix != nullptr ? prefixes[t].get() : nullptr,
+                  boundary, options.session_gap_ms, &scratch[t], &events[t]);
   });
   for (int t = 1; t < threads; ++t) aggs[0]->Merge(*aggs[t]);
   core::Views views = aggs[0]->Finalize();
+  if (prefix != nullptr) {
+    for (int t = 1; t < threads; ++t) prefixes[0]->Merge(*prefixes[t]);
+    ByteWriter w;
+    catalog.Save(&w);
+    prefixes[0]->Save(&w);
+    prefix->boundary_ms = boundary;
+    prefix->state = std::move(w.buffer());
+  }
   const auto t3 = Clock::now();
 
   core::InputTotals& in = views.input;

@@ -48,6 +48,8 @@ struct BatchOptions {
   std::string input;
   int threads = 2;
   int64_t session_gap_ms = core::kDefaultSessionGapMs;
+  // The speed layer's allowed lateness; sets the prefix view's boundary (see PrefixView).
+  int64_t lateness_ms = 10 * 60 * 1000;
   // Called about every progress_interval_ms from a helper thread while files are read.
   std::function<void(const Progress&)> progress;
   int64_t progress_interval_ms = 2000;
@@ -62,10 +64,20 @@ struct BatchStats {
   uint64_t working_set_bytes = 0;  // memory held for records between the phases
 };
 
+// The batch layer's side of the serving merge (docs/speed-layer.md): the exact aggregator state
+// of every visitor's sessions that are complete at `boundary_ms` = greatest ts − lateness (no
+// older beacon can still arrive, so a session that ended more than a gap before it is final).
+struct PrefixView {
+  int64_t boundary_ms = INT64_MIN;  // INT64_MIN: no valid beacon, empty prefix
+  std::string state;                // Catalog::Save then Aggregator::Save
+};
+
 // Runs the batch layer over options.input. Bad rows go to `sink` (may be null to drop them, for
 // benchmarks). Returns the finished Views, including input accounting. Fails on unreadable or
 // damaged files (IoError, Corruption), or when the sink fails.
-Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats);
+// When `prefix` is not null it is filled too.
+Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, BatchStats* stats,
+                             PrefixView* prefix = nullptr);
 
 struct ParseOnlyCounts {
   uint64_t lines = 0;

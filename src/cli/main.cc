@@ -23,6 +23,7 @@
 #include "gen/generator.h"
 #include "log/file_log.h"
 #include "report/report.h"
+#include "serve/merge.h"
 #include "speed/speed_layer.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -168,7 +169,8 @@ struct BatchResult {
 };
 
 Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::string& store_uri,
-                                      int threads, int64_t gap_ms) {
+                                      int threads, int64_t gap_ms,
+                                      int64_t lateness_ms = 10 * 60 * 1000) {
   auto store = store::OpenStore(store_uri);
   if (!store.ok()) return store.status();
   auto gen = (*store)->BeginBatch();
@@ -178,6 +180,7 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
   opt.input = input;
   opt.threads = threads;
   opt.session_gap_ms = gap_ms;
+  opt.lateness_ms = lateness_ms;
   const auto start = std::chrono::steady_clock::now();
   opt.progress = [start](const batch::Progress& p) {
     const double secs =
@@ -194,10 +197,18 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
   const int64_t started_ms = NowMs();
   Log(LogLevel::kInfo, "batch.start",
       {{"input", input}, {"store", store_uri}, {"threads", threads}, {"generation", *gen}});
-  auto views = batch::RunBatch(opt, &sink, &out.stats);
+  batch::PrefixView prefix;
+  auto views = batch::RunBatch(opt, &sink, &out.stats, &prefix);
   if (!views.ok()) return views.status();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  store::BatchRun run{*gen, started_ms, NowMs(), input, views->max_ts, views->input.lines};
+  store::BatchRun run{*gen,
+                      started_ms,
+                      NowMs(),
+                      input,
+                      views->max_ts,
+                      views->input.lines,
+                      prefix.boundary_ms,
+                      std::move(prefix.state)};
   if (Status s = (*store)->CommitBatch(*gen, *views, run); !s.ok()) return s;
   out.views = std::move(*views);
   return out;
@@ -209,6 +220,7 @@ int CmdBatch(const std::vector<std::string>& args) {
   c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
   c.Define("threads", std::to_string(DefaultThreads()), "worker threads");
   c.Define("session-gap", "30m", "a gap longer than this starts a new session");
+  c.Define("lateness", "10m", "the speed layer's allowed lateness (sets the merge boundary)");
   if (int rc = ParseOrHelp("batch", "Recomputes every view from the master dataset.", &c, args);
       rc >= 0) {
     return rc;
@@ -276,7 +288,8 @@ int CmdReport(const std::vector<std::string>& args) {
   c.Define("experiment", "", "show only this experiment");
   c.Define("json", "false", "print JSON (see docs/report-json.md)", true);
   c.Define("full", "false", "with --json: include hourly figures and rolling uniques", true);
-  c.Define("layer", "batch", "which layer's views: batch or speed");
+  c.Define("layer", "batch",
+           "which views: batch, speed, or merged (batch before its boundary, speed after)");
   if (int rc = ParseOrHelp("report", "Shows the figures per experiment and variant.", &c, args);
       rc >= 0) {
     return rc;
@@ -284,11 +297,19 @@ int CmdReport(const std::vector<std::string>& args) {
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("report", store.status());
   const std::string layer = c.String("layer");
-  if (layer != "batch" && layer != "speed") {
-    return Fail("report", Status::InvalidArgument("--layer: '" + layer +
-                                                  "' is not a layer; expected batch or speed"));
+  if (layer != "batch" && layer != "speed" && layer != "merged") {
+    return Fail("report",
+                Status::InvalidArgument("--layer: '" + layer +
+                                        "' is not a layer; expected batch, speed or merged"));
   }
-  auto views = (*store)->ReadViews(layer == "batch" ? store::Layer::kBatch : store::Layer::kSpeed);
+  Result<core::Views> views = core::Views();
+  if (layer == "merged") {
+    auto in = (*store)->ReadMergeInputs();
+    if (!in.ok()) return Fail("report", in.status());
+    views = serve::MergeViews(*in);
+  } else {
+    views = (*store)->ReadViews(layer == "batch" ? store::Layer::kBatch : store::Layer::kSpeed);
+  }
   if (!views.ok()) return Fail("report", views.status());
   report::ReportOptions ro;
   if (!c.String("experiment").empty()) {

@@ -31,6 +31,17 @@ void Sessionize(std::span<const Event> events, int64_t gap_ms, std::vector<Sessi
   out->push_back(SessionBounds{begin, static_cast<uint32_t>(events.size())});
 }
 
+size_t SessionPrefixEnd(std::span<const Event> events, int64_t gap_ms, int64_t horizon_ms) {
+  size_t begin = 0;  // first event of the current session
+  for (size_t i = 1; i <= events.size(); ++i) {
+    if (i < events.size() && events[i].ts - events[i - 1].ts <= gap_ms) continue;
+    // events[begin, i) is one session; it is complete if it ended more than a gap before.
+    if (events[i - 1].ts + gap_ms >= horizon_ms) return begin;
+    begin = i;
+  }
+  return events.size();
+}
+
 void Aggregator::Acc::Merge(const Acc& o) {
   visitors += o.visitors;
   sessions += o.sessions;
@@ -303,6 +314,35 @@ void Aggregator::Merge(const Aggregator& other) {
   for (const auto& [slot, n] : other.uniques_24h_diff_.entries()) uniques_24h_diff_[slot] += n;
   if (other.multi_.size() > multi_.size()) multi_.resize(other.multi_.size());
   for (size_t e = 0; e < other.multi_.size(); ++e) multi_[e] += other.multi_[e];
+  min_ts_ = std::min(min_ts_, other.min_ts_);
+  max_ts_ = std::max(max_ts_, other.max_ts_);
+}
+
+void Aggregator::MergeFrom(const Aggregator& other, const Catalog& other_catalog,
+                           Catalog* catalog) {
+  assert(catalog == catalog_);
+  std::vector<KeyId> keys(other_catalog.key_count());
+  for (KeyId k = 0; k < keys.size(); ++k) {
+    keys[k] = k == kSiteKey
+                  ? kSiteKey
+                  : catalog->InternKey(other_catalog.ExperimentName(other_catalog.KeyExperiment(k)),
+                                       other_catalog.KeyVariant(k));
+  }
+  for (KeyId k = 0; k < other.totals_.size(); ++k) Total(keys[k]).Merge(other.totals_[k]);
+  for (const auto& [slot, acc] : other.hourly_.entries()) {
+    hourly_[Slot(keys[SlotKey(slot)], SlotHour(slot))].Merge(acc);
+  }
+  for (const auto& [slot, n] : other.uniques_1h_.entries()) {
+    uniques_1h_[Slot(keys[SlotKey(slot)], SlotHour(slot))] += n;
+  }
+  for (const auto& [slot, n] : other.uniques_24h_diff_.entries()) {
+    uniques_24h_diff_[Slot(keys[SlotKey(slot)], SlotHour(slot))] += n;
+  }
+  for (ExperimentId e = 0; e < other.multi_.size(); ++e) {
+    const ExperimentId mine = catalog->InternExperiment(other_catalog.ExperimentName(e));
+    if (mine >= multi_.size()) multi_.resize(mine + 1);
+    multi_[mine] += other.multi_[e];
+  }
   min_ts_ = std::min(min_ts_, other.min_ts_);
   max_ts_ = std::max(max_ts_, other.max_ts_);
 }

@@ -31,6 +31,10 @@ class Aggregator {
   // Adds everything `other` holds; both must use the same catalog.
   void Merge(const Aggregator& other);
 
+  // Adds everything `other` holds, where `other` uses `other_catalog`: keys and experiments are
+  // matched by name and interned into `catalog`, which must be this Aggregator's catalog.
+  void MergeFrom(const Aggregator& other, const Catalog& other_catalog, Catalog* catalog);
+
   // Exact encoding of everything added so far (for checkpoints). Load expects a fresh
   // Aggregator over a catalog restored from the same checkpoint; false on malformed input.
   void Save(ByteWriter* w) const;

@@ -37,6 +37,7 @@ class Catalog {
   TagSetId InternTagSet(std::span<const beacon::ExperimentTag> tags);
   // Interns one (experiment, variant) pair.
   KeyId InternKey(std::string_view experiment, std::string_view variant);
+  ExperimentId InternExperiment(std::string_view name);
 
   // The (experiment, key) pairs of a tag set, sorted by experiment id. Valid until the next
   // Intern call.
@@ -67,7 +68,6 @@ class Catalog {
     uint32_t begin;
     uint32_t count;
   };
-  ExperimentId InternExperiment(std::string_view name);
 
   std::vector<std::string> experiments_;
   std::unordered_map<std::string, ExperimentId> experiment_ids_;

@@ -38,4 +38,10 @@ struct SessionBounds {
 // the gap to the previous event is greater than gap_ms. Clears and fills *out.
 void Sessionize(std::span<const Event> events, int64_t gap_ms, std::vector<SessionBounds>* out);
 
+// The number of leading events that belong to sessions that are complete at `horizon_ms`: a
+// session whose last event is more than gap_ms before the horizon cannot grow any more when no
+// event older than the horizon is still to come. Complete sessions always form a prefix. This is
+// the visitor's part of the batch layer's prefix view (docs/speed-layer.md, "serving merge").
+size_t SessionPrefixEnd(std::span<const Event> events, int64_t gap_ms, int64_t horizon_ms);
+
 }  // namespace duet::core

@@ -43,14 +43,18 @@ struct Visitor {
 class SpeedLayer::Impl {
  public:
   Impl(log::Log* log, store::Store* store, const SpeedOptions& o)
-      : log_(log), store_(store), options_(o), aggregator_(&catalog_, o.session_gap_ms) {}
+      : log_(log),
+        store_(store),
+        options_(o),
+        aggregator_(&catalog_, o.session_gap_ms),
+        delta_(std::make_unique<core::Aggregator>(&catalog_, o.session_gap_ms)) {}
 
   Status Recover() {
     auto cp = store_->LoadSpeedCheckpoint();
     if (!cp.ok()) return cp.status();
     if (!cp->has_value()) {
       views_ = aggregator_.Finalize();
-      return Status::Ok();
+      return Status::Ok();  // the first Step reads the batch boundary
     }
     const store::SpeedCheckpoint& c = **cp;
     std::string state;
@@ -59,13 +63,18 @@ class SpeedLayer::Impl {
     epoch_ = c.epoch;
     DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
     views_ = BuildViews();
+    // The delta is derived state: rebuilt against the boundary it was committed with, so that
+    // the first Step notices a batch run that happened since and commits the new delta.
+    RebuildDelta(c.delta_boundary_ms);
     return Status::Ok();
   }
 
   Result<MicroBatchStats> Step(bool final) {
     MicroBatchStats st;
+    bool boundary_moved = false;
+    DUET_RETURN_IF_ERROR(RefreshBoundary(&boundary_moved));
     DUET_RETURN_IF_ERROR(log_->Poll(options_.max_batch_lines, final, &records_));
-    if (records_.empty()) {
+    if (records_.empty() && !boundary_moved) {
       st.watermark_ms = watermark_;
       return st;
     }
@@ -97,7 +106,10 @@ class SpeedLayer::Impl {
       Visitor& v = visitors_[HashBytes(b.visitor)];
       if (!v.dirty) {
         // Retract what the visitor contributed so far; it is added back with its new events.
-        if (!v.events.empty()) AddToAggregator(v, -1);
+        if (!v.events.empty()) {
+          AddToAggregator(v, -1);
+          AddToDelta(v, -1);
+        }
         v.dirty = true;
         dirty_.push_back(&v);
       }
@@ -115,6 +127,7 @@ class SpeedLayer::Impl {
                   return v->Id(x) < v->Id(y);
                 });
       AddToAggregator(*v, +1);
+      AddToDelta(*v, +1);
       v->dirty = false;
     }
     st.visitors_touched = dirty_.size();
@@ -133,6 +146,11 @@ class SpeedLayer::Impl {
     checkpoint_.epoch = epoch_ + 1;
     DUET_RETURN_IF_ERROR(Compress(encoded_.buffer(), &checkpoint_.state));
     checkpoint_.positions = log_->Positions();
+    delta_encoded_.buffer().clear();
+    catalog_.Save(&delta_encoded_);
+    delta_->Save(&delta_encoded_);
+    checkpoint_.delta_state = delta_encoded_.buffer();
+    checkpoint_.delta_boundary_ms = boundary_;
     DUET_RETURN_IF_ERROR(store_->CommitSpeed(views_, bad_, checkpoint_));
     epoch_ = checkpoint_.epoch;
     st.epoch = epoch_;
@@ -145,12 +163,44 @@ class SpeedLayer::Impl {
   const core::Views& views() const { return views_; }
 
  private:
-  void AddToAggregator(const Visitor& v, int sign) {
+  void Events(const Visitor& v) {
     scratch_.clear();
     for (const StoredEvent& e : v.events) {
       scratch_.push_back(core::Event{e.ts, v.Id(e), e.value, e.tags, e.type});
     }
+  }
+
+  void AddToAggregator(const Visitor& v, int sign) {
+    Events(v);
     aggregator_.AddVisitor(scratch_, sign);
+  }
+
+  // The visitor's part of the merge delta: everything minus its sessions that are complete at
+  // the batch boundary (which the batch layer's prefix view already holds). Zero for a visitor
+  // whose sessions are all complete.
+  void AddToDelta(const Visitor& v, int sign) {
+    if (v.events.empty() || v.last_ts + options_.session_gap_ms < boundary_) return;
+    Events(v);
+    const size_t k = core::SessionPrefixEnd(scratch_, options_.session_gap_ms, boundary_);
+    if (k == scratch_.size()) return;
+    delta_->AddVisitor(scratch_, sign);
+    if (k > 0) delta_->AddVisitor(std::span<const core::Event>(scratch_).first(k), -sign);
+  }
+
+  // Reads the last batch run's boundary; when it moved, rebuilds the delta over the retained
+  // visitors (forgotten visitors have no session after a recent boundary, so contribute zero).
+  Status RefreshBoundary(bool* moved) {
+    auto b = store_->BatchBoundary();
+    if (!b.ok()) return b.status();
+    *moved = *b != boundary_;
+    if (*moved) RebuildDelta(*b);
+    return Status::Ok();
+  }
+
+  void RebuildDelta(int64_t boundary) {
+    boundary_ = boundary;
+    delta_ = std::make_unique<core::Aggregator>(&catalog_, options_.session_gap_ms);
+    for (const auto& [key, v] : visitors_) AddToDelta(v, +1);
   }
 
   // Forgets visitors and ids older than the TTL behind the watermark. Returns visitors dropped.
@@ -329,7 +379,11 @@ class SpeedLayer::Impl {
   std::vector<Visitor*> dirty_;
   std::vector<core::Event> scratch_;
   ByteWriter encoded_;
+  ByteWriter delta_encoded_;
   store::SpeedCheckpoint checkpoint_;
+  // The serving merge's delta and the batch boundary it is computed against.
+  std::unique_ptr<core::Aggregator> delta_;
+  int64_t boundary_ = INT64_MIN;
 };
 
 SpeedLayer::SpeedLayer(log::Log* log, store::Store* store, const SpeedOptions& options)

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS bad_rows(
 -- No index by reason: bad rows are a small share of the input, and a reason filter with a LIMIT
 -- scans them quickly, while every index slows the inserts on the batch hot path.
 CREATE TABLE IF NOT EXISTS speed_checkpoint(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS batch_runs(
   generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
@@ -184,6 +185,8 @@ class SqliteStore final : public Store {
                             " is no longer running (another batch run started since?)");
       }
     }
+    if (s.ok()) s = SetBlob("batch_prefix", run.prefix_state);
+    if (s.ok()) s = SetMeta("batch_boundary", std::to_string(run.prefix_boundary_ms));
     if (s.ok()) {
       Stmt del(db_, "DELETE FROM bad_rows WHERE layer='batch' AND generation != ?");
       del.Bind(1, generation);
@@ -225,6 +228,8 @@ class SqliteStore final : public Store {
         ins.Reset();
       }
     }
+    if (s.ok()) s = SetBlob("speed_delta", cp.delta_state);
+    if (s.ok()) s = SetMeta("speed_delta_boundary", std::to_string(cp.delta_boundary_ms));
     if (s.ok()) s = SetMeta("speed_epoch", std::to_string(cp.epoch));
     if (s.ok()) s = SetMeta("speed_positions", cp.positions);
     if (!s.ok()) {
@@ -240,6 +245,7 @@ class SqliteStore final : public Store {
     Status s = Status::Ok();
     SpeedCheckpoint cp;
     cp.epoch = MetaInt("speed_epoch", &s);
+    if (s.ok()) cp.delta_boundary_ms = MetaOptional("speed_delta_boundary", &s).value_or(INT64_MIN);
     if (s.ok()) {
       Stmt q(db_, "SELECT value FROM meta WHERE key='speed_positions'");
       if (q.Step() == SQLITE_ROW) cp.positions = q.Text(0);
@@ -252,6 +258,39 @@ class SqliteStore final : public Store {
     if (!s.ok()) return s;
     if (cp.epoch == 0) return std::optional<SpeedCheckpoint>();
     return std::optional<SpeedCheckpoint>(std::move(cp));
+  }
+
+  Result<int64_t> BatchBoundary() override {
+    std::lock_guard<std::mutex> l(mu_);
+    Status s = Status::Ok();
+    const std::optional<int64_t> b = MetaOptional("batch_boundary", &s);
+    if (!s.ok()) return s;
+    return b.value_or(INT64_MIN);
+  }
+
+  Result<MergeInputs> ReadMergeInputs() override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN"));  // one snapshot of both sides
+    MergeInputs m;
+    Status s = Status::Ok();
+    const auto batch = MetaOptional("batch_boundary", &s);
+    const auto speed = MetaOptional("speed_delta_boundary", &s);
+    if (s.ok() && batch) {
+      m.has_batch = true;
+      m.batch_boundary_ms = *batch;
+      s = GetBlob("batch_prefix", &m.batch_prefix_state);
+    }
+    if (s.ok() && speed) {
+      m.has_speed = true;
+      m.speed_boundary_ms = *speed;
+      s = GetBlob("speed_delta", &m.speed_delta_state);
+    }
+    core::Views speed_views;
+    if (s.ok() && speed) s = ReadAll("speed", &speed_views);
+    (void)Exec("COMMIT");
+    if (!s.ok()) return s;
+    m.speed_input = std::move(speed_views.input);
+    return m;
   }
 
   Result<core::Views> ReadViews(Layer layer) override {
@@ -369,6 +408,37 @@ class SqliteStore final : public Store {
       return 0;
     }
     return std::strtoll(q.Text(0).c_str(), nullptr, 10);
+  }
+
+  std::optional<int64_t> MetaOptional(const char* key, Status* s) {
+    Stmt q(db_, "SELECT value FROM meta WHERE key=?");
+    q.Bind(1, std::string_view(key));
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc != SQLITE_ROW) {
+      *s = Error("read meta");
+      return std::nullopt;
+    }
+    return std::strtoll(q.Text(0).c_str(), nullptr, 10);
+  }
+
+  Status SetBlob(const char* name, const std::string& data) {
+    Stmt q(db_, "INSERT OR REPLACE INTO blobs(name, data) VALUES(?, ?)");
+    q.Bind(1, std::string_view(name)).BindBlob(2, data);
+    if (q.Step() != SQLITE_DONE) return Error("write a blob");
+    return Status::Ok();
+  }
+
+  Status GetBlob(const char* name, std::string* out) {
+    Stmt q(db_, "SELECT data FROM blobs WHERE name=?");
+    q.Bind(1, std::string_view(name));
+    const int rc = q.Step();
+    if (rc == SQLITE_ROW) {
+      *out = q.Blob(0);
+      return Status::Ok();
+    }
+    if (rc == SQLITE_DONE) return Status::Corruption(path_ + ": missing blob '" + name + "'");
+    return Error("read a blob");
   }
 
   Status SetMeta(const char* key, const std::string& value) {

@@ -39,6 +39,9 @@ struct BatchRun {
   // valid beacons (0 for an empty input).
   int64_t high_water_mark_ms = 0;
   int64_t lines = 0;
+  // The prefix view for the serving merge (batch::PrefixView): boundary and exact state.
+  int64_t prefix_boundary_ms = INT64_MIN;
+  std::string prefix_state;
 };
 
 struct BadRowQuery {
@@ -52,6 +55,21 @@ struct SpeedCheckpoint {
   int64_t epoch = 0;      // 1 for the first commit, then +1 per commit
   std::string state;      // opaque bytes owned by the speed layer (may be large)
   std::string positions;  // opaque log positions (log::Log::Positions())
+  // The speed layer's side of the serving merge: its delta aggregator state and the batch
+  // boundary it was computed against (INT64_MIN before any batch run).
+  int64_t delta_boundary_ms = INT64_MIN;
+  std::string delta_state;
+};
+
+// What `duet report --layer merged` needs: both sides of the serving merge.
+struct MergeInputs {
+  bool has_batch = false;
+  int64_t batch_boundary_ms = INT64_MIN;
+  std::string batch_prefix_state;
+  bool has_speed = false;
+  int64_t speed_boundary_ms = INT64_MIN;
+  std::string speed_delta_state;
+  core::InputTotals speed_input;
 };
 
 class Store {
@@ -66,6 +84,10 @@ class Store {
                              const SpeedCheckpoint& checkpoint) = 0;
   // The current speed checkpoint, if any.
   virtual Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint() = 0;
+  // The batch boundary of the last committed batch run (INT64_MIN if none). Cheap.
+  virtual Result<int64_t> BatchBoundary() = 0;
+  // Both sides of the serving merge, read consistently.
+  virtual Result<MergeInputs> ReadMergeInputs() = 0;
 
   // Starts a batch run and returns its generation (increasing across runs).
   virtual Result<int64_t> BeginBatch() = 0;

@@ -2,7 +2,7 @@
 """Compare two Duet figure documents (reference.py output vs `duet batch` output).
 
 Usage:
-    python3 compare.py EXPECTED.json ACTUAL.json [--max-diffs 50] [--totals-only]
+    python3 compare.py EXPECTED.json ACTUAL.json [--max-diffs 50] [--totals-only] [--ignore KEY]
 
 Numbers compare exactly (3 == 3.0; 0.1 != 0.10000000000000002). Prints each
 difference as `path: expected X, actual Y` and a summary line; exit status 0 only
@@ -163,11 +163,18 @@ def main(argv=None) -> int:
     ap.add_argument("--max-diffs", type=int, default=50, help="differences to print (all are counted)")
     ap.add_argument("--totals-only", action="store_true",
                     help="compare experiments, site and input only (ignore hourly and uniques)")
+    ap.add_argument("--ignore", action="append", default=[], metavar="KEY",
+                    help="leave out a top-level section (e.g. input), on both sides; repeatable")
     args = ap.parse_args(argv)
     with open(args.expected, encoding="utf-8") as f:
         expected = json.load(f)
     with open(args.actual, encoding="utf-8") as f:
         actual = json.load(f)
+    for key in args.ignore:  # the same on both sides: nothing to report there
+        if key in expected:
+            actual[key] = expected[key]
+        else:
+            actual.pop(key, None)
     c = compare(expected, actual, args.max_diffs, args.totals_only)
     print("compare: %d fields checked, %d differences" % (c.checked, c.diffs))
     return 0 if c.diffs == 0 else 1

@@ -52,6 +52,20 @@ TEST_F(AggregatorTest, GapOneMillisecondOverThirtyMinutesSplitsSession) {
   EXPECT_EQ(s[1].begin, 1u);
 }
 
+TEST_F(AggregatorTest, PrefixEndsBeforeTheFirstSessionThatCanStillGrow) {
+  // Sessions: [0, 10 min], [50 min], [100 min, 110 min].
+  std::vector<Event> ev = {Ev(kT0, "a"), Ev(kT0 + 10 * kMin, "b"), Ev(kT0 + 50 * kMin, "c"),
+                           Ev(kT0 + 100 * kMin, "d"), Ev(kT0 + 110 * kMin, "e")};
+  const int64_t gap = kDefaultSessionGapMs;
+  EXPECT_EQ(SessionPrefixEnd(ev, gap, kT0), 0u);
+  // The first session ended at 10 min: complete once the horizon is past 40 min.
+  EXPECT_EQ(SessionPrefixEnd(ev, gap, kT0 + 40 * kMin), 0u);
+  EXPECT_EQ(SessionPrefixEnd(ev, gap, kT0 + 40 * kMin + 1), 2u);
+  EXPECT_EQ(SessionPrefixEnd(ev, gap, kT0 + 80 * kMin + 1), 3u);
+  EXPECT_EQ(SessionPrefixEnd(ev, gap, kT0 + 140 * kMin + 1), 5u);
+  EXPECT_EQ(SessionPrefixEnd(std::vector<Event>{}, gap, kT0), 0u);
+}
+
 TEST_F(AggregatorTest, SessionGapIsConfigurable) {
   std::vector<Event> ev = {Ev(kT0, "a"), Ev(kT0 + 6 * kMin, "b")};
   std::vector<SessionBounds> s;

@@ -13,6 +13,7 @@
 #include "batch/batch.h"
 #include "gen/generator.h"
 #include "log/file_log.h"
+#include "serve/merge.h"
 #include "store/store.h"
 
 namespace duet::speed {
@@ -229,6 +230,108 @@ TEST_F(SpeedLayerTest, StateIsForgottenAfterTheTtl) {
   // One hour of TTL plus ten minutes of lateness at one visitor per ten minutes: a handful.
   EXPECT_LE(most_active, 12u);
   EXPECT_EQ(speed.views().totals.at(0).v.visitors, 200);  // forgotten visitors still count
+}
+
+// Commits a batch run over `input` into `store`, as `duet batch` does.
+void CommitBatchRun(const std::string& input, store::Store* store) {
+  batch::BatchOptions o;
+  o.input = input;
+  o.threads = 2;
+  batch::PrefixView prefix;
+  auto gen = store->BeginBatch();
+  ASSERT_TRUE(gen.ok());
+  auto v = batch::RunBatch(o, nullptr, nullptr, &prefix);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  store::BatchRun run{
+      *gen, 0, 0, input, v->max_ts, v->input.lines, prefix.boundary_ms, std::move(prefix.state)};
+  ASSERT_TRUE(store->CommitBatch(*gen, *v, run).ok());
+}
+
+core::Views Merged(store::Store* store) {
+  auto in = store->ReadMergeInputs();
+  EXPECT_TRUE(in.ok()) << in.status().ToString();
+  auto v = serve::MergeViews(*in);
+  EXPECT_TRUE(v.ok()) << v.status().ToString();
+  return v.ok() ? *v : core::Views();
+}
+
+void ExpectSameMergedFigures(const core::Views& merged, const core::Views& batch) {
+  EXPECT_EQ(merged.totals, batch.totals);
+  EXPECT_EQ(merged.hourly, batch.hourly);
+  EXPECT_EQ(merged.uniques, batch.uniques);
+  EXPECT_EQ(merged.experiments, batch.experiments);
+}
+
+// The serving merge: a batch run over the first part of the log, the speed layer over all of it;
+// the merged figures equal the batch layer over all of it — distinct visitors, contamination and
+// per-visitor moments across the boundary included. A later batch run moves the boundary.
+TEST_F(SpeedLayerTest, MergedViewEqualsBatchOverEverything) {
+  const std::string full = Generate(30, 30000);
+  const fs::path early = dir_ / "early";
+  std::vector<fs::path> files;
+  for (const auto& f : fs::recursive_directory_iterator(full)) {
+    if (f.is_regular_file() && f.path().filename().string()[0] != '_') files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 4u);
+  for (size_t i = 0; i < files.size() / 2; ++i) {
+    const fs::path to = early / fs::relative(files[i], full);
+    fs::create_directories(to.parent_path());
+    fs::copy_file(files[i], to);
+  }
+  const core::Views everything = Batch(full);
+  auto store = Store("merge");
+  // Before any batch run, the merged view is the speed layer's.
+  std::mt19937_64 rng(30);
+  CommitBatchRun(early.string(), store.get());
+  const core::Views speed = Drain(full, store.get(), &rng, 4);
+  ExpectSameFigures(speed, everything);
+  ExpectSameMergedFigures(Merged(store.get()), everything);
+  auto in = store->ReadMergeInputs();
+  ASSERT_TRUE(in.ok());
+  EXPECT_GT(in->batch_boundary_ms, everything.min_ts);  // the boundary splits the data
+  EXPECT_LT(in->batch_boundary_ms, everything.max_ts);
+
+  // A batch run over everything moves the boundary; the merge is pending until the speed layer's
+  // next micro-batch, then exact again.
+  CommitBatchRun(full, store.get());
+  auto pending = serve::MergeViews(*store->ReadMergeInputs());
+  ASSERT_FALSE(pending.ok());
+  EXPECT_EQ(pending.status().code(), StatusCode::kUnavailable);
+  auto log = log::OpenFileLog(full);
+  SpeedLayer layer(log->get(), store.get(), SpeedOptions{});
+  ASSERT_TRUE(layer.Recover().ok());
+  ASSERT_TRUE(layer.Step(true).ok());
+  ExpectSameMergedFigures(Merged(store.get()), everything);
+}
+
+// Beacons later than the lateness: counted by the speed layer, included by the next batch run,
+// and the merged view is then exact.
+TEST_F(SpeedLayerTest, LateBeaconsAreExactInTheMergeAfterTheNextBatchRun) {
+  const std::string full = Generate(31, 20000);
+  const core::Views on_time = Batch(full);
+  {
+    // Appended last: 20 beacons of new visitors, dated to the start of the period.
+    std::ofstream late(fs::path(full) / "zz-late.ndjson");
+    for (int i = 0; i < 20; ++i) {
+      late << "{\"id\":\"late-" << i << "\",\"visitor\":\"late-v" << i
+           << "\",\"ts\":" << on_time.min_ts + 60'000 * i
+           << ",\"type\":\"conversion\",\"value\":2.5,\"experiments\":{\"checkout_button\":"
+              "\"control\"}}\n";
+    }
+  }
+  auto store = Store("late-merge");
+  std::mt19937_64 rng(31);
+  const core::Views speed = Drain(full, store.get(), &rng, 0);
+  EXPECT_EQ(speed.input.late_beacons, 20);
+  const core::Views everything = Batch(full);
+  EXPECT_NE(speed.totals, everything.totals);  // the speed layer alone misses them
+  CommitBatchRun(full, store.get());
+  auto log = log::OpenFileLog(full);
+  SpeedLayer layer(log->get(), store.get(), SpeedOptions{});
+  ASSERT_TRUE(layer.Recover().ok());
+  ASSERT_TRUE(layer.Step(true).ok());
+  ExpectSameMergedFigures(Merged(store.get()), everything);
 }
 
 TEST_F(SpeedLayerTest, CheckpointWithOtherSettingsIsRefused) {
