@@ -696,6 +696,7 @@ int CmdDemo(const std::vector<std::string>& args) {
   });
 
   std::mutex views_mu;
+  std::atomic<bool> others_stopped{false};  // generator and batch layer have finished
   core::Views speed_views;
   speed::MicroBatchStats last_batch;
   std::thread stream([&] {
@@ -719,6 +720,14 @@ int CmdDemo(const std::vector<std::string>& args) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     }
+    // Stopping: once the generator and the batch layer are done, one last micro-batch applies
+    // what they left (new files, a new batch boundary), so the final merged view is current.
+    while (!others_stopped.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto st = layer.Step(false);
+    if (!st.ok()) return fail(st.status());
+    std::lock_guard<std::mutex> l(views_mu);
+    speed_views = layer.views();
+    if (st->lines > 0) last_batch = *st;
   });
 
   std::atomic<int> batch_runs{0};
@@ -764,19 +773,34 @@ int CmdDemo(const std::vector<std::string>& args) {
     }
   }
   generator.join();
-  stream.join();
   batcher.join();
+  others_stopped.store(true);
+  stream.join();
   if (!failure.ok()) return Fail("demo", failure);
   status_line();
-  std::printf("\nstopped cleanly; the last micro-batch is committed.\n\nspeed layer:\n");
-  const std::string table = report::ReportTable(speed_views, {});
+  std::printf("\nstopped cleanly; the last micro-batch is committed.\n\n");
+  // The merged view: the batch layer up to its boundary, the speed layer after it.
+  core::Views shown = speed_views;
+  std::string which = "speed layer (no batch run yet)";
+  if (auto store = store::OpenStore(store_uri); store.ok()) {
+    if (auto in = (*store)->ReadMergeInputs(); in.ok() && in->has_batch) {
+      if (auto merged = serve::MergeViews(*in); merged.ok()) {
+        shown = std::move(*merged);
+        which = "merged view (batch layer up to its boundary, speed layer after it)";
+      } else {
+        which = "speed layer (" + merged.status().message() + ")";
+      }
+    }
+  }
+  std::printf("%s:\n", which.c_str());
+  const std::string table = report::ReportTable(shown, {});
   std::fwrite(table.data(), 1, table.size(), stdout);
   std::printf(
       "\nwhere to look:\n"
       "  master dataset   %s\n"
       "  store            %s\n"
-      "  speed report     %s report --store %s --layer speed\n"
-      "  batch report     %s report --store %s\n"
+      "  merged report    %s report --store %s --layer merged\n"
+      "  speed / batch    %s report --store %s --layer speed|batch\n"
       "  bad rows         %s bad-rows --store %s\n"
       "  dashboard        not yet: the serving layer (duet serve) is not built yet\n",
       master.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
