@@ -225,7 +225,7 @@ int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket,
 // Sorting the records themselves keeps the per-visitor pass sequential in memory.
 void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
                    const std::vector<std::vector<core::TagSetId>>& remap, int bucket,
-                   core::Aggregator* agg, core::Aggregator* prefix, int64_t boundary_ms,
+                   core::Aggregator* agg, core::Aggregator* correction, int64_t boundary_ms,
                    int64_t gap_ms, std::vector<Record>* recs, std::vector<core::Event>* events) {
   recs->clear();
   for (size_t t = 0; t < states.size(); ++t) {
@@ -252,9 +252,14 @@ void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
       events->push_back(core::Event{r.ts, r.id_view(), r.value, r.tags, r.type});
     }
     agg->AddVisitor(*events);
-    if (prefix != nullptr) {
+    if (correction != nullptr) {
+      // The prefix view is the full view corrected for the few visitors whose last sessions
+      // are not complete yet: minus everything, plus their complete sessions.
       const size_t k = core::SessionPrefixEnd(*events, gap_ms, boundary_ms);
-      if (k > 0) prefix->AddVisitor(std::span<const core::Event>(*events).first(k));
+      if (k < events->size()) {
+        correction->AddVisitor(*events, -1);
+        if (k > 0) correction->AddVisitor(std::span<const core::Event>(*events).first(k));
+      }
     }
     i = j;
   }
@@ -395,24 +400,26 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   // No beacon older than this can still arrive within the allowed lateness, so sessions that
   // ended more than a gap before it are complete (the prefix view's horizon).
   const int64_t boundary = max_ts == INT64_MIN ? INT64_MIN : max_ts - options.lateness_ms;
-  std::vector<std::unique_ptr<core::Aggregator>> aggs, prefixes;
+  std::vector<std::unique_ptr<core::Aggregator>> aggs, corrections;
   std::vector<std::vector<Record>> scratch(threads);
   std::vector<std::vector<core::Event>> events(threads);
   for (int t = 0; t < threads; ++t) {
     aggs.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
-    prefixes.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
+    corrections.push_back(std::make_unique<core::Aggregator>(&catalog, options.session_gap_ms));
   }
   ParallelFor(threads, kBuckets, [&](int t, int b) {
-    ComputeBucket(states, remap, b, aggs[t].get(), prefix != nullptr ? prefixes[t].get() : nullptr,
-                  boundary, options.session_gap_ms, &scratch[t], &events[t]);
+    ComputeBucket(states, remap, b, aggs[t].get(),
+                  prefix != nullptr ? corrections[t].get() : nullptr, boundary,
+                  options.session_gap_ms, &scratch[t], &events[t]);
   });
   for (int t = 1; t < threads; ++t) aggs[0]->Merge(*aggs[t]);
   core::Views views = aggs[0]->Finalize();
   if (prefix != nullptr) {
-    for (int t = 1; t < threads; ++t) prefixes[0]->Merge(*prefixes[t]);
+    core::Aggregator prefix_view = *aggs[0];
+    for (int t = 0; t < threads; ++t) prefix_view.Merge(*corrections[t]);
     ByteWriter w;
     catalog.Save(&w);
-    prefixes[0]->Save(&w);
+    prefix_view.Save(&w);
     prefix->boundary_ms = boundary;
     prefix->state = std::move(w.buffer());
   }

@@ -148,7 +148,7 @@ class SpeedLayer::Impl {
     checkpoint_.positions = log_->Positions();
     delta_encoded_.buffer().clear();
     catalog_.Save(&delta_encoded_);
-    delta_->Save(&delta_encoded_);
+    (boundary_ == INT64_MIN ? aggregator_ : *delta_).Save(&delta_encoded_);
     checkpoint_.delta_state = delta_encoded_.buffer();
     checkpoint_.delta_boundary_ms = boundary_;
     DUET_RETURN_IF_ERROR(store_->CommitSpeed(views_, bad_, checkpoint_));
@@ -179,6 +179,8 @@ class SpeedLayer::Impl {
   // the batch boundary (which the batch layer's prefix view already holds). Zero for a visitor
   // whose sessions are all complete.
   void AddToDelta(const Visitor& v, int sign) {
+    // Before any batch run the delta is the whole speed view: the main aggregator stands in.
+    if (boundary_ == INT64_MIN) return;
     if (v.events.empty() || v.last_ts + options_.session_gap_ms < boundary_) return;
     Events(v);
     const size_t k = core::SessionPrefixEnd(scratch_, options_.session_gap_ms, boundary_);

@@ -305,6 +305,15 @@ TEST_F(SpeedLayerTest, MergedViewEqualsBatchOverEverything) {
   ExpectSameMergedFigures(Merged(store.get()), everything);
 }
 
+TEST_F(SpeedLayerTest, WithoutABatchRunTheMergedViewIsTheSpeedView) {
+  const std::string input = Generate(32, 10000);
+  auto store = Store("nobatch");
+  std::mt19937_64 rng(32);
+  const core::Views speed = Drain(input, store.get(), &rng, 2);
+  ExpectSameMergedFigures(Merged(store.get()), speed);
+  ExpectSameMergedFigures(Merged(store.get()), Batch(input));
+}
+
 // Beacons later than the lateness: counted by the speed layer, included by the next batch run,
 // and the merged view is then exact.
 TEST_F(SpeedLayerTest, LateBeaconsAreExactInTheMergeAfterTheNextBatchRun) {
