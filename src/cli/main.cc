@@ -553,6 +553,7 @@ int CmdStream(const std::vector<std::string>& args) {
            {"visitors_expired", st->visitors_expired},
            {"events_held", st->events_held},
            {"state_bytes", st->state_bytes},
+           {"full_snapshot", st->full_snapshot},
            {"watermark_ms", st->watermark_ms},
            {"seconds", secs},
            {"lines_per_s", secs > 0 ? st->lines / secs : 0.0}});

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,7 +20,11 @@ namespace duet::speed {
 namespace {
 
 constexpr std::string_view kMagic = "duet-speed-checkpoint";
-constexpr uint64_t kFormatVersion = 1;
+constexpr uint64_t kFormatVersion = 2;
+// Keys of the incremental records: a visitor's events, and the ids first seen in one epoch.
+constexpr char kVisitorRecord = 'v';
+constexpr char kIdsRecord = 'i';
+constexpr char kFullRecord = 'f';  // every visitor and id at once (a full snapshot)
 
 struct StoredEvent {
   int64_t ts;
@@ -60,6 +65,25 @@ class SpeedLayer::Impl {
     std::string state;
     DUET_RETURN_IF_ERROR(Decompress(c.state, &state));
     DUET_RETURN_IF_ERROR(Decode(state));
+    // Sorted, the full snapshot ('f') comes before id records ('i') and visitor records ('v'),
+    // which are newer and replace what it says of a visitor.
+    std::vector<std::pair<std::string, std::string>> records = c.records;
+    std::sort(records.begin(), records.end());
+    for (const auto& [key, value] : records) {
+      if (key.size() == 1 && key[0] == kFullRecord) {
+        DUET_RETURN_IF_ERROR(DecodeFull(value));
+      } else if (!key.empty() && key[0] == kVisitorRecord) {
+        DUET_RETURN_IF_ERROR(DecodeVisitor(key, value));
+      } else if (!key.empty() && key[0] == kIdsRecord) {
+        DUET_RETURN_IF_ERROR(DecodeIds(value));
+      } else {
+        return Corrupt();
+      }
+    }
+    // A snapshot may still hold visitors forgotten since (their deletion removed only their own
+    // record): forget them again, exactly as the running process did.
+    const int64_t horizon = watermark_ - options_.ttl_ms;
+    std::erase_if(visitors_, [horizon](const auto& kv) { return kv.second.last_ts < horizon; });
     epoch_ = c.epoch;
     DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
     views_ = BuildViews();
@@ -80,6 +104,9 @@ class SpeedLayer::Impl {
     }
     bad_.clear();
     dirty_.clear();
+    new_ids_.clear();
+    checkpoint_.put_records.clear();
+    checkpoint_.delete_keys.clear();
     const int64_t watermark = watermark_;  // fixed for the whole micro-batch
     beacon::Beacon b;
     beacon::BadReason reason;
@@ -94,16 +121,19 @@ class SpeedLayer::Impl {
                                     r.truncated, std::string(r.bytes)});
         continue;
       }
-      if (!seen_ids_.Insert(b.id, b.ts.value())) {
+      const Hash128 id_key = HashBytes(b.id);
+      if (!seen_ids_.InsertHash(id_key, b.ts.value())) {
         ++st.duplicates;
         continue;
       }
+      new_ids_.emplace_back(id_key, b.ts.value());
       if (b.ts.value() < watermark) {
         ++st.late;
         continue;
       }
       ++st.applied;
-      Visitor& v = visitors_[HashBytes(b.visitor)];
+      const Hash128 visitor_key = HashBytes(b.visitor);
+      Visitor& v = visitors_[visitor_key];
       if (!v.dirty) {
         // Retract what the visitor contributed so far; it is added back with its new events.
         if (!v.events.empty()) {
@@ -111,7 +141,7 @@ class SpeedLayer::Impl {
           AddToDelta(v, -1);
         }
         v.dirty = true;
-        dirty_.push_back(&v);
+        dirty_.emplace_back(visitor_key, &v);
       }
       v.events.push_back(StoredEvent{b.ts.value(), b.value, catalog_.InternTagSet(b.experiments),
                                      static_cast<uint32_t>(v.ids.size()),
@@ -120,7 +150,7 @@ class SpeedLayer::Impl {
       v.last_ts = std::max(v.last_ts, b.ts.value());
       max_ts_ = std::max(max_ts_, b.ts.value());
     }
-    for (Visitor* v : dirty_) {
+    for (const auto& [key, v] : dirty_) {
       std::sort(v->events.begin(), v->events.end(),
                 [v](const StoredEvent& x, const StoredEvent& y) {
                   if (x.ts != y.ts) return x.ts < y.ts;
@@ -136,14 +166,61 @@ class SpeedLayer::Impl {
     applied_ += st.applied;
     late_ += st.late;
     if (max_ts_ != INT64_MIN) watermark_ = std::max(watermark_, max_ts_ - options_.lateness_ms);
+    checkpoint_.epoch = epoch_ + 1;
+    // When a micro-batch touched a large share of the visitors (catching up), one compressed
+    // snapshot of everything is cheaper than a record per visitor; otherwise (live), only the
+    // touched visitors and the new ids are written.
+    const bool full = dirty_.size() * 4 >= visitors_.size();
+    checkpoint_.replace_records = full;
+    st.full_snapshot = full;
+    // Touched visitors are encoded before Expire, which may forget some of them at once; the
+    // store applies deletions after puts.
+    if (!full) {
+      for (const auto& [key, v] : dirty_) {
+        checkpoint_.put_records.emplace_back(VisitorKey(key), EncodeVisitor(*v));
+      }
+    }
+    dirty_.clear();
     st.visitors_expired = Expire();
+    if (full) {
+      ByteWriter w;
+      w.U64(visitors_.size());
+      for (const auto& [key, v] : visitors_) {
+        w.Str(VisitorKey(key));
+        w.Str(EncodeVisitor(v));
+      }
+      w.U64(seen_ids_.size());
+      seen_ids_.ForEach([&w](const Hash128& id, int64_t ts) {
+        w.U64(id.lo);
+        w.U64(id.hi);
+        w.I64(ts);
+      });
+      std::string packed;
+      DUET_RETURN_IF_ERROR(Compress(w.buffer(), &packed));
+      checkpoint_.put_records.emplace_back(std::string(1, kFullRecord), std::move(packed));
+      id_chunks_.clear();
+      new_ids_.clear();
+    }
+    if (!new_ids_.empty()) {
+      ByteWriter w;
+      w.U64(new_ids_.size());
+      int64_t newest = INT64_MIN;
+      for (const auto& [id, ts] : new_ids_) {
+        w.U64(id.lo);
+        w.U64(id.hi);
+        w.I64(ts);
+        newest = std::max(newest, ts);
+      }
+      checkpoint_.put_records.emplace_back(IdsKey(checkpoint_.epoch), std::move(w.buffer()));
+      id_chunks_.emplace_back(checkpoint_.epoch, newest);
+    }
 
     views_ = BuildViews();
     // The encode and compress buffers are reused: fresh ones cost a page fault per 4 KiB.
     encoded_.buffer().clear();
     Encode(&encoded_);
     st.state_bytes = encoded_.buffer().size();
-    checkpoint_.epoch = epoch_ + 1;
+    for (const auto& [k, v] : checkpoint_.put_records) st.state_bytes += k.size() + v.size();
     DUET_RETURN_IF_ERROR(Compress(encoded_.buffer(), &checkpoint_.state));
     checkpoint_.positions = log_->Positions();
     delta_encoded_.buffer().clear();
@@ -211,6 +288,7 @@ class SpeedLayer::Impl {
     uint64_t n = 0;
     for (auto it = visitors_.begin(); it != visitors_.end();) {
       if (it->second.last_ts < horizon) {
+        checkpoint_.delete_keys.push_back(VisitorKey(it->first));
         it = visitors_.erase(it);
         ++n;
       } else {
@@ -218,6 +296,12 @@ class SpeedLayer::Impl {
       }
     }
     seen_ids_.ExpireBefore(horizon);
+    // An epoch's id record goes once its newest id has expired.
+    std::erase_if(id_chunks_, [&](const std::pair<int64_t, int64_t>& c) {
+      if (c.second >= horizon) return false;
+      checkpoint_.delete_keys.push_back(IdsKey(c.first));
+      return true;
+    });
     return n;
   }
 
@@ -256,26 +340,99 @@ class SpeedLayer::Impl {
     w->I64(watermark_);
     catalog_.Save(w);
     aggregator_.Save(w);
-    w->U64(visitors_.size());
-    for (const auto& [key, v] : visitors_) {
-      w->U64(key.lo);
-      w->U64(key.hi);
-      w->I64(v.last_ts);
-      w->U64(v.events.size());
-      for (const StoredEvent& e : v.events) {
-        w->I64(e.ts);
-        w->F64(e.value);
-        w->U64(e.tags);
-        w->U64(static_cast<uint64_t>(e.type));
-        w->Str(v.Id(e));
-      }
+    w->U64(id_chunks_.size());
+    for (const auto& [epoch, newest] : id_chunks_) {
+      w->I64(epoch);
+      w->I64(newest);
     }
-    w->U64(seen_ids_.size());
-    seen_ids_.ForEach([w](const Hash128& id, int64_t ts) {
-      w->U64(id.lo);
-      w->U64(id.hi);
-      w->I64(ts);
-    });
+  }
+
+  static std::string VisitorKey(const Hash128& k) {
+    std::string key(1, kVisitorRecord);
+    key.append(reinterpret_cast<const char*>(&k.lo), 8);
+    key.append(reinterpret_cast<const char*>(&k.hi), 8);
+    return key;
+  }
+
+  static std::string IdsKey(int64_t epoch) {
+    std::string key(1, kIdsRecord);
+    for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(epoch >> shift));
+    return key;
+  }
+
+  std::string EncodeVisitor(const Visitor& v) const {
+    ByteWriter w;
+    w.I64(v.last_ts);
+    w.U64(v.events.size());
+    for (const StoredEvent& e : v.events) {
+      w.I64(e.ts);
+      w.F64(e.value);
+      w.U64(e.tags);
+      w.U64(static_cast<uint64_t>(e.type));
+      w.Str(v.Id(e));
+    }
+    return std::move(w.buffer());
+  }
+
+  Status DecodeFull(const std::string& packed) {
+    std::string bytes;
+    DUET_RETURN_IF_ERROR(Decompress(packed, &bytes));
+    ByteReader r(bytes);
+    const uint64_t nv = r.U64();
+    for (uint64_t i = 0; r.ok() && i < nv; ++i) {
+      const std::string_view key = r.Str();
+      DUET_RETURN_IF_ERROR(DecodeVisitor(key, r.Str()));
+    }
+    const int64_t horizon = watermark_ - options_.ttl_ms;
+    const uint64_t ni = r.U64();
+    for (uint64_t i = 0; r.ok() && i < ni; ++i) {
+      Hash128 id;
+      id.lo = r.U64();
+      id.hi = r.U64();
+      const int64_t ts = r.I64();
+      if (ts >= horizon) seen_ids_.InsertHash(id, ts);
+    }
+    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
+  }
+
+  Status DecodeVisitor(std::string_view key, std::string_view value) {
+    if (key.size() != 17) return Corrupt();
+    Hash128 k;
+    std::memcpy(&k.lo, key.data() + 1, 8);
+    std::memcpy(&k.hi, key.data() + 9, 8);
+    ByteReader r(value);
+    Visitor& v = visitors_[k];
+    v = Visitor();  // a newer record replaces what the snapshot said
+    v.last_ts = r.I64();
+    const uint64_t ne = r.U64();
+    for (uint64_t i = 0; r.ok() && i < ne; ++i) {
+      StoredEvent e{};
+      e.ts = r.I64();
+      e.value = r.F64();
+      e.tags = static_cast<core::TagSetId>(r.U64());
+      e.type = static_cast<beacon::BeaconType>(r.U64());
+      const std::string_view id = r.Str();
+      if (e.tags >= catalog_.tag_set_count() || id.size() > beacon::kMaxIdBytes) return Corrupt();
+      e.id_offset = static_cast<uint32_t>(v.ids.size());
+      e.id_len = static_cast<uint8_t>(id.size());
+      v.ids.append(id);
+      v.events.push_back(e);
+    }
+    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
+  }
+
+  Status DecodeIds(std::string_view value) {
+    const int64_t horizon = watermark_ - options_.ttl_ms;
+    ByteReader r(value);
+    const uint64_t n = r.U64();
+    for (uint64_t i = 0; r.ok() && i < n; ++i) {
+      Hash128 id;
+      id.lo = r.U64();
+      id.hi = r.U64();
+      const int64_t ts = r.I64();
+      if (ts >= horizon) seen_ids_.InsertHash(id, ts);
+    }
+    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
   }
 
   Status Decode(std::string_view bytes) {
@@ -307,34 +464,10 @@ class SpeedLayer::Impl {
     max_ts_ = r.I64();
     watermark_ = r.I64();
     if (!catalog_.Load(&r) || !aggregator_.Load(&r)) return Corrupt();
-    const uint64_t nv = r.U64();
-    for (uint64_t i = 0; r.ok() && i < nv; ++i) {
-      Hash128 key;
-      key.lo = r.U64();
-      key.hi = r.U64();
-      Visitor& v = visitors_[key];
-      v.last_ts = r.I64();
-      const uint64_t ne = r.U64();
-      for (uint64_t k = 0; r.ok() && k < ne; ++k) {
-        StoredEvent e{};
-        e.ts = r.I64();
-        e.value = r.F64();
-        e.tags = static_cast<core::TagSetId>(r.U64());
-        e.type = static_cast<beacon::BeaconType>(r.U64());
-        const std::string_view id = r.Str();
-        if (e.tags >= catalog_.tag_set_count() || id.size() > beacon::kMaxIdBytes) return Corrupt();
-        e.id_offset = static_cast<uint32_t>(v.ids.size());
-        e.id_len = static_cast<uint8_t>(id.size());
-        v.ids.append(id);
-        v.events.push_back(e);
-      }
-    }
-    const uint64_t ni = r.U64();
-    for (uint64_t i = 0; r.ok() && i < ni; ++i) {
-      Hash128 id;
-      id.lo = r.U64();
-      id.hi = r.U64();
-      seen_ids_.InsertHash(id, r.I64());
+    const uint64_t chunks = r.U64();
+    for (uint64_t i = 0; r.ok() && i < chunks; ++i) {
+      const int64_t epoch = r.I64();
+      id_chunks_.emplace_back(epoch, r.I64());
     }
     if (!r.ok() || !r.at_end()) return Corrupt();
     return Status::Ok();
@@ -378,7 +511,9 @@ class SpeedLayer::Impl {
   // Scratch reused across micro-batches.
   std::vector<log::LogRecord> records_;
   std::vector<core::BadRow> bad_;
-  std::vector<Visitor*> dirty_;
+  std::vector<std::pair<Hash128, Visitor*>> dirty_;
+  std::vector<std::pair<Hash128, int64_t>> new_ids_;    // ids first seen in this batch
+  std::vector<std::pair<int64_t, int64_t>> id_chunks_;  // (epoch, newest ts) of id records
   std::vector<core::Event> scratch_;
   ByteWriter encoded_;
   ByteWriter delta_encoded_;

@@ -36,8 +36,9 @@ struct MicroBatchStats {
   uint64_t visitors_touched = 0;
   uint64_t visitors_active = 0;
   uint64_t visitors_expired = 0;
-  uint64_t events_held = 0;  // events kept in visitor state after the batch
-  uint64_t state_bytes = 0;  // uncompressed size of the checkpointed state
+  uint64_t events_held = 0;    // events kept in visitor state after the batch
+  uint64_t state_bytes = 0;    // bytes of state written by this commit (before compression)
+  bool full_snapshot = false;  // this commit rewrote the whole state, not only what changed
   int64_t watermark_ms = 0;
   int64_t epoch = 0;  // the checkpoint epoch committed (0 if nothing was committed)
 };

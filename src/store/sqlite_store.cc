@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS bad_rows(
 -- scans them quickly, while every index slows the inserts on the batch hot path.
 CREATE TABLE IF NOT EXISTS speed_checkpoint(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS speed_records(key BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS batch_runs(
   generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
@@ -228,6 +229,29 @@ class SqliteStore final : public Store {
         ins.Reset();
       }
     }
+    if (s.ok() && cp.replace_records) s = Exec("DELETE FROM speed_records");
+    if (s.ok() && !cp.put_records.empty()) {
+      Stmt put(db_, "INSERT OR REPLACE INTO speed_records(key, value) VALUES(?, ?)");
+      for (const auto& [k, v] : cp.put_records) {
+        put.BindBlob(1, k).BindBlob(2, v);
+        if (put.Step() != SQLITE_DONE) {
+          s = Error("write a speed record");
+          break;
+        }
+        put.Reset();
+      }
+    }
+    if (s.ok() && !cp.delete_keys.empty()) {
+      Stmt del(db_, "DELETE FROM speed_records WHERE key=?");
+      for (const std::string& k : cp.delete_keys) {
+        del.BindBlob(1, k);
+        if (del.Step() != SQLITE_DONE) {
+          s = Error("delete a speed record");
+          break;
+        }
+        del.Reset();
+      }
+    }
     if (s.ok()) s = SetBlob("speed_delta", cp.delta_state);
     if (s.ok()) s = SetMeta("speed_delta_boundary", std::to_string(cp.delta_boundary_ms));
     if (s.ok()) s = SetMeta("speed_epoch", std::to_string(cp.epoch));
@@ -253,6 +277,9 @@ class SqliteStore final : public Store {
       int rc;
       while ((rc = c.Step()) == SQLITE_ROW) cp.state += c.Blob(0);
       if (rc != SQLITE_DONE) s = Error("read the speed checkpoint");
+      Stmt r(db_, "SELECT key, value FROM speed_records");
+      while (s.ok() && (rc = r.Step()) == SQLITE_ROW) cp.records.emplace_back(r.Blob(0), r.Blob(1));
+      if (s.ok() && rc != SQLITE_DONE) s = Error("read the speed records");
     }
     (void)Exec("COMMIT");
     if (!s.ok()) return s;

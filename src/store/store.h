@@ -53,8 +53,16 @@ struct BadRowQuery {
 // The speed layer's checkpoint: its whole state and the log positions it corresponds to.
 struct SpeedCheckpoint {
   int64_t epoch = 0;      // 1 for the first commit, then +1 per commit
-  std::string state;      // opaque bytes owned by the speed layer (may be large)
+  std::string state;      // opaque bytes owned by the speed layer: the part rewritten every commit
   std::string positions;  // opaque log positions (log::Log::Positions())
+  // The incremental part: keyed records (e.g. one per visitor) that a commit upserts or deletes,
+  // so that a micro-batch writes only what it changed. CommitSpeed drops all records if
+  // replace_records, then applies put_records, then delete_keys (a key in both ends up deleted);
+  // LoadSpeedCheckpoint returns every stored record in `records`.
+  bool replace_records = false;  // drop every stored record first (a full snapshot)
+  std::vector<std::pair<std::string, std::string>> put_records;
+  std::vector<std::string> delete_keys;
+  std::vector<std::pair<std::string, std::string>> records;
   // The speed layer's side of the serving merge: its delta aggregator state and the batch
   // boundary it was computed against (INT64_MIN before any batch run).
   int64_t delta_boundary_ms = INT64_MIN;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -186,6 +187,24 @@ TYPED_TEST(StoreContractTest, SpeedCommitKeepsViewsBadRowsAndCheckpointTogether)
                   .ok());
   EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
   EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->state, "small");
+}
+
+TYPED_TEST(StoreContractTest, SpeedRecordsArePutAndDeletedIncrementally) {
+  SpeedCheckpoint cp{1, "s1", "p1"};
+  cp.put_records = {{"a", "1"}, {"b", std::string("\0\xff", 2)}, {"c", "3"}};
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp).ok());
+  SpeedCheckpoint cp2{2, "s2", "p2"};
+  cp2.put_records = {{"a", "one"}, {"d", "4"}};
+  cp2.delete_keys = {"c", "d"};  // deleting a key put in the same commit wins
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp2).ok());
+  auto back = this->store_->LoadSpeedCheckpoint();
+  ASSERT_TRUE(back.ok() && back->has_value());
+  auto records = (*back)->records;
+  std::sort(records.begin(), records.end());
+  const std::vector<std::pair<std::string, std::string>> want = {{"a", "one"},
+                                                                 {"b", std::string("\0\xff", 2)}};
+  EXPECT_EQ(records, want);
+  EXPECT_EQ((*back)->state, "s2");
 }
 
 TYPED_TEST(StoreContractTest, SpeedCommitOutOfEpochOrderIsAbortedAndChangesNothing) {
