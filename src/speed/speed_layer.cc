@@ -150,7 +150,8 @@ class SpeedLayer::Impl {
       v.last_ts = std::max(v.last_ts, b.ts.value());
       max_ts_ = std::max(max_ts_, b.ts.value());
     }
-    for (const auto& [key, v] : dirty_) {
+    for (const auto& touched : dirty_) {
+      Visitor* v = touched.second;
       std::sort(v->events.begin(), v->events.end(),
                 [v](const StoredEvent& x, const StoredEvent& y) {
                   if (x.ts != y.ts) return x.ts < y.ts;
