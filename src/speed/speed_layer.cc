@@ -191,11 +191,7 @@ class SpeedLayer::Impl {
         w.Str(EncodeVisitor(v));
       }
       w.U64(seen_ids_.size());
-      seen_ids_.ForEach([&w](const Hash128& id, int64_t ts) {
-        w.U64(id.lo);
-        w.U64(id.hi);
-        w.I64(ts);
-      });
+      seen_ids_.ForEach([&w](const Hash128& id, int64_t ts) { WriteId(&w, id, ts); });
       std::string packed;
       DUET_RETURN_IF_ERROR(Compress(w.buffer(), &packed));
       checkpoint_.put_records.emplace_back(std::string(1, kFullRecord), std::move(packed));
@@ -207,9 +203,7 @@ class SpeedLayer::Impl {
       w.U64(new_ids_.size());
       int64_t newest = INT64_MIN;
       for (const auto& [id, ts] : new_ids_) {
-        w.U64(id.lo);
-        w.U64(id.hi);
-        w.I64(ts);
+        WriteId(&w, id, ts);
         newest = std::max(newest, ts);
       }
       checkpoint_.put_records.emplace_back(IdsKey(checkpoint_.epoch), std::move(w.buffer()));
@@ -384,16 +378,27 @@ class SpeedLayer::Impl {
       const std::string_view key = r.Str();
       DUET_RETURN_IF_ERROR(DecodeVisitor(key, r.Str()));
     }
+    ReadIdList(&r);
+    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
+  }
+
+  // An id list is a count, then (hash lo, hash hi, ts) per id. Ids the TTL has passed are skipped.
+  static void WriteId(ByteWriter* w, const Hash128& id, int64_t ts) {
+    w->U64(id.lo);
+    w->U64(id.hi);
+    w->I64(ts);
+  }
+
+  void ReadIdList(ByteReader* r) {
     const int64_t horizon = watermark_ - options_.ttl_ms;
-    const uint64_t ni = r.U64();
-    for (uint64_t i = 0; r.ok() && i < ni; ++i) {
+    const uint64_t n = r->U64();
+    for (uint64_t i = 0; r->ok() && i < n; ++i) {
       Hash128 id;
-      id.lo = r.U64();
-      id.hi = r.U64();
-      const int64_t ts = r.I64();
+      id.lo = r->U64();
+      id.hi = r->U64();
+      const int64_t ts = r->I64();
       if (ts >= horizon) seen_ids_.InsertHash(id, ts);
     }
-    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
   }
 
   Status DecodeVisitor(std::string_view key, std::string_view value) {
@@ -423,16 +428,8 @@ class SpeedLayer::Impl {
   }
 
   Status DecodeIds(std::string_view value) {
-    const int64_t horizon = watermark_ - options_.ttl_ms;
     ByteReader r(value);
-    const uint64_t n = r.U64();
-    for (uint64_t i = 0; r.ok() && i < n; ++i) {
-      Hash128 id;
-      id.lo = r.U64();
-      id.hi = r.U64();
-      const int64_t ts = r.I64();
-      if (ts >= horizon) seen_ids_.InsertHash(id, ts);
-    }
+    ReadIdList(&r);
     return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
   }
 
