@@ -139,7 +139,7 @@ TEST_F(SpeedLayerTest, RecoveringFromTheStoreMidwayChangesNothing) {
 // The equivalence property: any arrival order within the allowed lateness, any micro-batch
 // boundaries, gives the batch layer's figures over the same files.
 TEST_F(SpeedLayerTest, AnyArrivalOrderWithinLatenessGivesBatchFigures) {
-  for (uint64_t seed = 10; seed < 16; ++seed) {
+  for (uint64_t seed = 10; seed < 22; ++seed) {
     const std::string src = Generate(seed, 8000);
     // Read every line, give each an arrival time = ts + a delay of at most half the lateness,
     // and write them out in arrival order over several files.
