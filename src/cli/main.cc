@@ -1,4 +1,5 @@
 // duet: the one binary. Subcommands are wired here and only here (see src/cli/README.md).
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -452,6 +453,11 @@ int CmdStream(const std::vector<std::string>& args) {
     return rc;
   }
   if (Status s = c.Require("source"); !s.ok()) return Fail("stream", s);
+  // Keep freed memory in the process instead of returning it to the system: every micro-batch
+  // reallocates large buffers (log lines, checkpoint encodings), and fresh pages cost a fault
+  // each. Measured on the 10 M-line catch-up: 27.5 s -> 24.4 s wall, +300 MB peak RSS.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   speed::SpeedOptions o;
   for (auto [name, field] : {std::pair{"lateness", &o.lateness_ms}, std::pair{"ttl", &o.ttl_ms},
                              std::pair{"session-gap", &o.session_gap_ms}}) {
