@@ -1,5 +1,6 @@
 // duet: the one binary. Subcommands are wired here and only here (see src/cli/README.md).
 #include <malloc.h>
+#include <simdjson.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -355,8 +356,6 @@ std::string Base64(std::string_view in) {
   return out;
 }
 
-bool IsUtf8(std::string_view s);
-
 int CmdBadRows(const std::vector<std::string>& args) {
   Config c;
   c.Define("store", "sqlite:duet.sqlite", "store URI");
@@ -404,7 +403,7 @@ int CmdBadRows(const std::vector<std::string>& args) {
       out += ",\"line\":" + std::to_string(r.line) + ",\"offset\":" + std::to_string(r.offset) +
              ",\"length\":" + std::to_string(r.length) +
              ",\"truncated\":" + (r.truncated ? "true" : "false") + ",\"payload\":";
-      if (IsUtf8(r.payload)) {
+      if (simdjson::validate_utf8(r.payload.data(), r.payload.size())) {
         AppendJsonString(&out, r.payload);
       } else {
         out += "null";
@@ -813,23 +812,6 @@ int CmdDemo(const std::vector<std::string>& args) {
       master.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
       store_uri.c_str(), g_program.c_str(), store_uri.c_str());
   return kExitOk;
-}
-
-bool IsUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 9;
-    if (n == 9 || i + n >= s.size() + (n == 0 ? 1 : 0)) {
-      if (n == 9 || i + n > s.size() - 1 + 1) return false;
-    }
-    if (n > 0 && i + n >= s.size() + 0 && i + n > s.size() - 1) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    }
-    i += n + 1;
-  }
-  return true;
 }
 
 void Usage() {
