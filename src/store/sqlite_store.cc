@@ -210,7 +210,7 @@ class SqliteStore final : public Store {
     std::lock_guard<std::mutex> l(mu_);
     DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status s = Status::Ok();
-    const int64_t current = MetaInt("speed_epoch", &s);
+    const int64_t current = MetaOptional("speed_epoch", &s).value_or(0);
     if (s.ok() && cp.epoch != current + 1) {
       s = Status::Aborted("speed checkpoint epoch " + std::to_string(cp.epoch) +
                           " does not follow the stored epoch " + std::to_string(current) +
@@ -268,7 +268,7 @@ class SqliteStore final : public Store {
     DUET_RETURN_IF_ERROR(Exec("BEGIN"));
     Status s = Status::Ok();
     SpeedCheckpoint cp;
-    cp.epoch = MetaInt("speed_epoch", &s);
+    cp.epoch = MetaOptional("speed_epoch", &s).value_or(0);
     if (s.ok()) cp.delta_boundary_ms = MetaOptional("speed_delta_boundary", &s).value_or(INT64_MIN);
     if (s.ok()) {
       Stmt q(db_, "SELECT value FROM meta WHERE key='speed_positions'");
@@ -378,24 +378,25 @@ class SqliteStore final : public Store {
   }
 
  private:
-  Status Error(std::string_view what) const {
+  // The Status for the connection's last error: a busy or locked database is Unavailable (a
+  // retry may succeed), a damaged one Corruption, anything else IoError.
+  Status FromSqlite(std::string msg) const {
     const int code = sqlite3_errcode(db_);
-    std::string msg = path_ + ": cannot " + std::string(what) + ": " + sqlite3_errmsg(db_);
-    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
-    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
-    return Status::IoError(msg);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(std::move(msg));
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(std::move(msg));
+    return Status::IoError(std::move(msg));
+  }
+
+  Status Error(std::string_view what) const {
+    return FromSqlite(path_ + ": cannot " + std::string(what) + ": " + sqlite3_errmsg(db_));
   }
 
   Status Exec(const std::string& sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err != nullptr ? err : "unknown error";
+      const std::string msg = path_ + ": " + (err != nullptr ? err : "unknown error");
       sqlite3_free(err);
-      const int code = sqlite3_errcode(db_);
-      msg = path_ + ": " + msg;
-      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
-      if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
-      return Status::IoError(msg);
+      return FromSqlite(msg);
     }
     return Status::Ok();
   }
@@ -423,18 +424,6 @@ class SqliteStore final : public Store {
       ins.Reset();
     }
     return Status::Ok();
-  }
-
-  int64_t MetaInt(const char* key, Status* s) {
-    Stmt q(db_, "SELECT value FROM meta WHERE key=?");
-    q.Bind(1, std::string_view(key));
-    const int rc = q.Step();
-    if (rc == SQLITE_DONE) return 0;
-    if (rc != SQLITE_ROW) {
-      *s = Error("read meta");
-      return 0;
-    }
-    return std::strtoll(q.Text(0).c_str(), nullptr, 10);
   }
 
   std::optional<int64_t> MetaOptional(const char* key, Status* s) {
