@@ -282,6 +282,27 @@ int CmdParseOnly(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+// Sleeps until `until`, waking early when a stop signal arrives.
+void SleepUnlessStopped(std::chrono::steady_clock::time_point until) {
+  while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Parses --layer; `merged_allowed` for commands that can show the serving merge.
+Status ParseLayer(const std::string& name, bool merged_allowed, store::Layer* out) {
+  if (name == "batch" || name == "speed") {
+    *out = name == "batch" ? store::Layer::kBatch : store::Layer::kSpeed;
+    return Status::Ok();
+  }
+  if (merged_allowed && name == "merged") return Status::Ok();
+  return Status::InvalidArgument("--layer: '" + name + "' is not a layer; expected batch, speed" +
+                                 (merged_allowed ? " or merged" : ""));
+}
+
 // ---------------------------------------------------------------- report, bad-rows
 
 int CmdReport(const std::vector<std::string>& args) {
@@ -299,18 +320,15 @@ int CmdReport(const std::vector<std::string>& args) {
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("report", store.status());
   const std::string layer = c.String("layer");
-  if (layer != "batch" && layer != "speed" && layer != "merged") {
-    return Fail("report",
-                Status::InvalidArgument("--layer: '" + layer +
-                                        "' is not a layer; expected batch, speed or merged"));
-  }
+  store::Layer which = store::Layer::kBatch;
+  if (Status s = ParseLayer(layer, true, &which); !s.ok()) return Fail("report", s);
   Result<core::Views> views = core::Views();
   if (layer == "merged") {
     auto in = (*store)->ReadMergeInputs();
     if (!in.ok()) return Fail("report", in.status());
     views = serve::MergeViews(*in);
   } else {
-    views = (*store)->ReadViews(layer == "batch" ? store::Layer::kBatch : store::Layer::kSpeed);
+    views = (*store)->ReadViews(which);
   }
   if (!views.ok()) return Fail("report", views.status());
   report::ReportOptions ro;
@@ -384,11 +402,8 @@ int CmdBadRows(const std::vector<std::string>& args) {
   auto limit = c.Int("limit", 1, INT64_MAX);
   if (!limit.ok()) return Fail("bad-rows", limit.status());
   q.limit = *limit;
-  if (c.String("layer") != "batch" && c.String("layer") != "speed") {
-    return Fail("bad-rows", Status::InvalidArgument("--layer: '" + c.String("layer") +
-                                                    "' is not a layer; expected batch or speed"));
-  }
-  q.layer = c.String("layer") == "batch" ? store::Layer::kBatch : store::Layer::kSpeed;
+  if (Status s = ParseLayer(c.String("layer"), false, &q.layer); !s.ok())
+    return Fail("bad-rows", s);
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("bad-rows", store.status());
   auto rows = (*store)->ReadBadRows(q);
@@ -430,9 +445,6 @@ int CmdBadRows(const std::vector<std::string>& args) {
 }
 
 // ---------------------------------------------------------------- stream
-
-std::atomic<bool> g_stop{false};
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
 
 int CmdStream(const std::vector<std::string>& args) {
   Config c;
@@ -504,11 +516,6 @@ int CmdStream(const std::vector<std::string>& args) {
   uint64_t total = 0;
   int64_t backoff_ms = 0;
   constexpr int64_t kMaxBackoffMs = 30'000;
-  auto sleep_until = [](std::chrono::steady_clock::time_point until) {
-    while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  };
   bool broken = false;  // the engine failed a micro-batch and must restart from the checkpoint
   while (!g_stop.load()) {
     const auto start = std::chrono::steady_clock::now();
@@ -538,7 +545,7 @@ int CmdStream(const std::vector<std::string>& args) {
       backoff_ms = std::min(kMaxBackoffMs, backoff_ms == 0 ? 200 : backoff_ms * 2);
       Log(LogLevel::kWarn, "stream.retry",
           {{"error", failed.ToString()}, {"backoff_ms", backoff_ms}});
-      sleep_until(start + std::chrono::milliseconds(backoff_ms));
+      SleepUnlessStopped(start + std::chrono::milliseconds(backoff_ms));
       continue;
     }
     backoff_ms = 0;
@@ -567,7 +574,7 @@ int CmdStream(const std::vector<std::string>& args) {
     // A backlog, or draining: next micro-batch right away.
     if (drain || st->lines >= o.max_batch_lines) continue;
     // Caught up: wait out the interval, waking early on a signal.
-    sleep_until(start + std::chrono::milliseconds(*interval));
+    SleepUnlessStopped(start + std::chrono::milliseconds(*interval));
   }
   const auto& in = pipeline->speed->views().input;
   Log(LogLevel::kInfo, "stream.stop",
@@ -721,10 +728,7 @@ int CmdDemo(const std::vector<std::string>& args) {
         speed_views = layer.views();
         if (st->lines > 0) last_batch = *st;
       }
-      while (!g_stop.load() &&
-             std::chrono::steady_clock::now() < start + std::chrono::milliseconds(*interval)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      SleepUnlessStopped(start + std::chrono::milliseconds(*interval));
     }
     // Stopping: once the generator and the batch layer are done, one last micro-batch applies
     // what they left (new files, a new batch boundary), so the final merged view is current.
@@ -740,11 +744,9 @@ int CmdDemo(const std::vector<std::string>& args) {
   core::Views batch_views;
   std::thread batcher([&] {
     auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*batch_every);
-    while (!g_stop.load()) {
-      if (std::chrono::steady_clock::now() < next) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        continue;
-      }
+    while (true) {
+      SleepUnlessStopped(next);
+      if (g_stop.load()) break;
       next += std::chrono::milliseconds(*batch_every);
       auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
       if (!r.ok()) return fail(r.status());
