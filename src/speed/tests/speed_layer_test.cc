@@ -62,33 +62,41 @@ class SpeedLayerTest : public ::testing::Test {
     return std::move(*s);
   }
 
-  // Runs the speed layer to the end of the log with micro-batches of random size; every
-  // `restart_every` batches it is thrown away and recovered from the store.
+  static std::unique_ptr<log::Log> OpenLog(const std::string& input) {
+    auto l = log::OpenFileLog(input);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? std::move(*l) : nullptr;
+  }
+
+  // Runs the speed layer to the end of the log. Every micro-batch (of random size) runs in a
+  // fresh SpeedLayer recovered from the store, so each one starts from the last checkpoint; every
+  // `reopen_log_every` micro-batches the log object is reopened too.
   core::Views Drain(const std::string& input, store::Store* store, std::mt19937_64* rng,
-                    int restart_every, SpeedOptions options = {}, size_t max_lines = 5000) {
-    std::unique_ptr<log::Log> log;
-    std::unique_ptr<SpeedLayer> speed;
-    auto open = [&] {
-      auto l = log::OpenFileLog(input);
-      EXPECT_TRUE(l.ok()) << l.status().ToString();
-      log = std::move(*l);
-      speed = std::make_unique<SpeedLayer>(log.get(), store, options);
-      const Status s = speed->Recover();
-      EXPECT_TRUE(s.ok()) << s.ToString();
-    };
-    open();
+                    int reopen_log_every, SpeedOptions options = {}, size_t max_lines = 5000) {
+    std::unique_ptr<log::Log> log = OpenLog(input);
+    core::Views views;
     for (int step = 1; step < 100000; ++step) {
       options.max_batch_lines = 1 + (*rng)() % max_lines;
-      speed.reset();
-      speed = std::make_unique<SpeedLayer>(log.get(), store, options);
-      EXPECT_TRUE(speed->Recover().ok());
-      auto st = speed->Step(true);
+      SpeedLayer speed(log.get(), store, options);
+      const Status recovered = speed.Recover();
+      EXPECT_TRUE(recovered.ok()) << recovered.ToString();
+      if (!recovered.ok()) break;
+      auto st = speed.Step(true);
       EXPECT_TRUE(st.ok()) << st.status().ToString();
+      views = speed.views();
       if (!st.ok() || st->lines == 0) break;
       ++(st->full_snapshot ? full_snapshots_ : incremental_commits_);
-      if (restart_every > 0 && step % restart_every == 0) open();
+      if (reopen_log_every > 0 && step % reopen_log_every == 0) log = OpenLog(input);
     }
-    return speed->views();
+    return views;
+  }
+
+  // One micro-batch from the store's checkpoint (e.g. to apply a new batch boundary).
+  static void StepOnce(const std::string& input, store::Store* store) {
+    std::unique_ptr<log::Log> log = OpenLog(input);
+    SpeedLayer speed(log.get(), store, SpeedOptions{});
+    ASSERT_TRUE(speed.Recover().ok());
+    ASSERT_TRUE(speed.Step(true).ok());
   }
 
   static void ExpectSameFigures(const core::Views& speed, const core::Views& batch) {
@@ -305,10 +313,7 @@ TEST_F(SpeedLayerTest, MergedViewEqualsBatchOverEverything) {
   auto pending = serve::MergeViews(*store->ReadMergeInputs());
   ASSERT_FALSE(pending.ok());
   EXPECT_EQ(pending.status().code(), StatusCode::kUnavailable);
-  auto log = log::OpenFileLog(full);
-  SpeedLayer layer(log->get(), store.get(), SpeedOptions{});
-  ASSERT_TRUE(layer.Recover().ok());
-  ASSERT_TRUE(layer.Step(true).ok());
+  StepOnce(full, store.get());
   ExpectSameMergedFigures(Merged(store.get()), everything);
 }
 
@@ -343,10 +348,7 @@ TEST_F(SpeedLayerTest, LateBeaconsAreExactInTheMergeAfterTheNextBatchRun) {
   const core::Views everything = Batch(full);
   EXPECT_NE(speed.totals, everything.totals);  // the speed layer alone misses them
   CommitBatchRun(full, store.get());
-  auto log = log::OpenFileLog(full);
-  SpeedLayer layer(log->get(), store.get(), SpeedOptions{});
-  ASSERT_TRUE(layer.Recover().ok());
-  ASSERT_TRUE(layer.Step(true).ok());
+  StepOnce(full, store.get());
   ExpectSameMergedFigures(Merged(store.get()), everything);
 }
 
