@@ -137,8 +137,7 @@ class SpeedLayer::Impl {
       if (!v.dirty) {
         // Retract what the visitor contributed so far; it is added back with its new events.
         if (!v.events.empty()) {
-          AddToAggregator(v, -1);
-          AddToDelta(v, -1);
+          Contribute(v, -1);
         }
         v.dirty = true;
         dirty_.emplace_back(visitor_key, &v);
@@ -157,8 +156,7 @@ class SpeedLayer::Impl {
                   if (x.ts != y.ts) return x.ts < y.ts;
                   return v->Id(x) < v->Id(y);
                 });
-      AddToAggregator(*v, +1);
-      AddToDelta(*v, +1);
+      Contribute(*v, +1);
       v->dirty = false;
     }
     st.visitors_touched = dirty_.size();
@@ -242,19 +240,31 @@ class SpeedLayer::Impl {
     }
   }
 
-  void AddToAggregator(const Visitor& v, int sign) {
+  // Adds (+1) or retracts (-1) the visitor's contribution to the views and to the merge delta,
+  // building its event list once for both.
+  void Contribute(const Visitor& v, int sign) {
     Events(v);
     aggregator_.AddVisitor(scratch_, sign);
+    if (InDelta(v)) DeltaFromScratch(sign);
   }
 
   // The visitor's part of the merge delta: everything minus its sessions that are complete at
   // the batch boundary (which the batch layer's prefix view already holds). Zero for a visitor
   // whose sessions are all complete.
-  void AddToDelta(const Visitor& v, int sign) {
+  bool InDelta(const Visitor& v) const {
     // Before any batch run the delta is the whole speed view: the main aggregator stands in.
-    if (boundary_ == INT64_MIN) return;
-    if (v.events.empty() || v.last_ts + options_.session_gap_ms < boundary_) return;
+    if (boundary_ == INT64_MIN) return false;
+    return !v.events.empty() && v.last_ts + options_.session_gap_ms >= boundary_;
+  }
+
+  void AddToDelta(const Visitor& v, int sign) {
+    if (!InDelta(v)) return;
     Events(v);
+    DeltaFromScratch(sign);
+  }
+
+  // The delta part of the visitor whose events are in scratch_.
+  void DeltaFromScratch(int sign) {
     const size_t k = core::SessionPrefixEnd(scratch_, options_.session_gap_ms, boundary_);
     if (k == scratch_.size()) return;
     delta_->AddVisitor(scratch_, sign);
