@@ -16,7 +16,81 @@ KeyId SlotKey(uint64_t s) { return static_cast<KeyId>(s >> 32); }
 int64_t SlotHour(uint64_t s) { return static_cast<int64_t>(s & 0xffffffffULL); }
 int64_t HourOfMs(int64_t ts) { return ts / kMsPerHour; }
 
+// What AddVisitor and Summarize both read from one session's events: appends to *keys, after
+// index `keys_begin`, the (experiment, key) of each experiment's earliest mention (attribution);
+// to *values the conversion values; to *hours the session's distinct hours with a beacon,
+// ascending.
+void ScanSession(std::span<const Event> events, const Catalog& catalog, std::vector<KeyTag>* keys,
+                 size_t keys_begin, std::vector<double>* values, std::vector<int64_t>* hours,
+                 uint32_t* pageviews, uint32_t* conversions) {
+  const size_t hours_begin = hours->size();
+  *pageviews = 0;
+  *conversions = 0;
+  for (const Event& e : events) {
+    for (const KeyTag& t : catalog.Tags(e.tags)) {
+      bool seen = false;
+      for (size_t i = keys_begin; i < keys->size(); ++i)
+        seen |= ((*keys)[i].experiment == t.experiment);
+      if (!seen) keys->push_back(t);
+    }
+    *pageviews += e.type == beacon::BeaconType::kPageview;
+    if (e.type == beacon::BeaconType::kConversion) {
+      ++*conversions;
+      values->push_back(e.value);
+    }
+    const int64_t h = HourOfMs(e.ts);
+    if (hours->size() == hours_begin || hours->back() != h) hours->push_back(h);
+  }
+}
+
 }  // namespace
+
+SessionSpan SessionSpan::First(size_t k) const {
+  size_t nv = 0;
+  size_t nh = 0;
+  for (size_t i = 0; i < k; ++i) {
+    nv += sessions[i].conversions;
+    nh += sessions[i].hours;
+  }
+  return SessionSpan{sessions.first(k), values.first(nv), hours.first(nh)};
+}
+
+void SessionList::Append(const SessionSpan& s) {
+  sessions.insert(sessions.end(), s.sessions.begin(), s.sessions.end());
+  values.insert(values.end(), s.values.begin(), s.values.end());
+  hours.insert(hours.end(), s.hours.begin(), s.hours.end());
+}
+
+size_t SessionPrefixEnd(std::span<const Session> sessions, int64_t gap_ms, int64_t horizon_ms) {
+  size_t k = 0;
+  while (k < sessions.size() && sessions[k].end_ts + gap_ms < horizon_ms) ++k;
+  return k;
+}
+
+void Summarize(std::span<const Event> events, int64_t gap_ms, Catalog* catalog, SessionList* out) {
+  thread_local std::vector<KeyTag> keys;
+  thread_local std::vector<int64_t> hours;
+  size_t begin = 0;
+  for (size_t i = 1; i <= events.size(); ++i) {
+    if (i < events.size() && events[i].ts - events[i - 1].ts <= gap_ms) continue;
+    Session s;
+    s.start_ts = events[begin].ts;
+    s.end_ts = events[i - 1].ts;
+    s.events = static_cast<uint32_t>(i - begin);
+    keys.clear();
+    hours.clear();
+    ScanSession(events.subspan(begin, i - begin), *catalog, &keys, 0, &out->values, &hours,
+                &s.pageviews, &s.conversions);
+    const int64_t span = HourOfMs(s.end_ts) - HourOfMs(s.start_ts) + 1;
+    if (static_cast<int64_t>(hours.size()) != span) {
+      s.hours = static_cast<uint32_t>(hours.size());
+      out->hours.insert(out->hours.end(), hours.begin(), hours.end());
+    }
+    s.attribution = catalog->InternKeys(keys);
+    out->sessions.push_back(s);
+    begin = i;
+  }
+}
 
 void Sessionize(std::span<const Event> events, int64_t gap_ms, std::vector<SessionBounds>* out) {
   out->clear();
@@ -194,49 +268,98 @@ void Aggregator::CloseCell(const VisitorCell& c, Acc* acc, int sign) const {
   if (r != 0.0) acc->revenue_sq.Add(sign * (r * r));
 }
 
+void Aggregator::ClearPools() {
+  session_data_.clear();
+  keys_pool_.clear();
+  values_pool_.clear();
+  hours_pool_.clear();
+}
+
 void Aggregator::AddVisitor(std::span<const Event> events, int sign) {
   if (events.empty()) return;
-  assert(sign == 1 || sign == -1);
-  min_ts_ = std::min(min_ts_, events.front().ts);
-  max_ts_ = std::max(max_ts_, events.back().ts);
   Sessionize(events, gap_ms_, &sessions_);
+  ClearPools();
+  for (const SessionBounds& b : sessions_) {
+    SessionData d{};
+    d.start_ts = events[b.begin].ts;
+    d.end_ts = events[b.end - 1].ts;
+    d.events = b.end - b.begin;
+    d.keys_begin = static_cast<uint32_t>(keys_pool_.size());
+    d.values_begin = static_cast<uint32_t>(values_pool_.size());
+    d.hours_begin = static_cast<uint32_t>(hours_pool_.size());
+    keys_pool_.push_back(KeyTag{Catalog::kNoExperiment, kSiteKey});
+    ScanSession(events.subspan(b.begin, d.events), *catalog_, &keys_pool_, d.keys_begin,
+                &values_pool_, &hours_pool_, &d.pageviews, &d.conversions);
+    d.keys_count = static_cast<uint32_t>(keys_pool_.size()) - d.keys_begin;
+    d.hours_count = static_cast<uint32_t>(hours_pool_.size()) - d.hours_begin;
+    session_data_.push_back(d);
+  }
+  Contribute(sign);
+}
+
+void Aggregator::AddSessions(const SessionSpan& span, int sign, size_t settled) {
+  if (span.sessions.empty()) return;
+  ClearPools();
+  size_t value = 0;
+  size_t hour = 0;
+  for (const Session& s : span.sessions) {
+    SessionData d{};
+    d.settled = session_data_.size() < settled;
+    d.start_ts = s.start_ts;
+    d.end_ts = s.end_ts;
+    d.events = s.events;
+    d.pageviews = s.pageviews;
+    d.conversions = s.conversions;
+    d.keys_begin = static_cast<uint32_t>(keys_pool_.size());
+    keys_pool_.push_back(KeyTag{Catalog::kNoExperiment, kSiteKey});
+    for (const KeyTag& t : catalog_->Tags(s.attribution)) keys_pool_.push_back(t);
+    d.keys_count = static_cast<uint32_t>(keys_pool_.size()) - d.keys_begin;
+    d.values_begin = static_cast<uint32_t>(values_pool_.size());
+    values_pool_.insert(values_pool_.end(), span.values.begin() + value,
+                        span.values.begin() + value + s.conversions);
+    value += s.conversions;
+    d.hours_begin = static_cast<uint32_t>(hours_pool_.size());
+    if (s.hours == 0) {
+      for (int64_t h = HourOfMs(s.start_ts); h <= HourOfMs(s.end_ts); ++h) hours_pool_.push_back(h);
+    } else {
+      hours_pool_.insert(hours_pool_.end(), span.hours.begin() + hour,
+                         span.hours.begin() + hour + s.hours);
+      hour += s.hours;
+    }
+    d.hours_count = static_cast<uint32_t>(hours_pool_.size()) - d.hours_begin;
+    session_data_.push_back(d);
+  }
+  Contribute(sign);
+}
+
+void Aggregator::Contribute(int sign) {
+  assert(sign == 1 || sign == -1);
+  min_ts_ = std::min(min_ts_, session_data_.front().start_ts);
+  max_ts_ = std::max(max_ts_, session_data_.back().end_ts);
   key_cells_.clear();
   hour_cells_.clear();
   active_.clear();
   sums_used_ = 0;
 
-  for (const SessionBounds& s : sessions_) {
-    // Attribution: for each experiment, the variant of the earliest event mentioning it.
-    attributed_.clear();
-    attributed_.push_back(KeyTag{Catalog::kNoExperiment, kSiteKey});
-    session_hours_.clear();
-    int64_t pageviews = 0;
-    bool converted = false;
-    for (uint32_t i = s.begin; i < s.end; ++i) {
-      const Event& e = events[i];
-      for (const KeyTag& t : catalog_->Tags(e.tags)) {
-        bool seen = false;
-        for (const KeyTag& a : attributed_) seen |= (a.experiment == t.experiment);
-        if (!seen) attributed_.push_back(t);
-      }
-      pageviews += e.type == beacon::BeaconType::kPageview;
-      converted |= e.type == beacon::BeaconType::kConversion;
-      const int64_t h = HourOfMs(e.ts);
-      if (session_hours_.empty() || session_hours_.back() != h) session_hours_.push_back(h);
-    }
-    const int64_t n = s.end - s.begin;
-    const int64_t start = events[s.begin].ts;
-    const int64_t hour = HourOfMs(start);
-    const int64_t duration = events[s.end - 1].ts - start;
-
-    for (const KeyTag& a : attributed_) {
-      for (Acc* acc : {&Total(a.key), &hourly_[Slot(a.key, hour)]}) {
-        acc->sessions += sign;
-        acc->events += sign * n;
-        acc->pageviews += sign * pageviews;
-        acc->conversions += sign * (converted ? 1 : 0);
-        acc->bounces += sign * (n == 1 ? 1 : 0);
-        acc->duration_ms += sign * duration;
+  for (const SessionData& d : session_data_) {
+    const int64_t n = d.events;
+    const int64_t pageviews = d.pageviews;
+    const bool converted = d.conversions > 0;
+    const int64_t hour = HourOfMs(d.start_ts);
+    const int64_t duration = d.end_ts - d.start_ts;
+    const std::span<const KeyTag> keys(keys_pool_.data() + d.keys_begin, d.keys_count);
+    const std::span<const double> values(values_pool_.data() + d.values_begin, d.conversions);
+    const std::span<const int64_t> hours(hours_pool_.data() + d.hours_begin, d.hours_count);
+    for (const KeyTag& a : keys) {
+      if (!d.settled) {
+        for (Acc* acc : {&Total(a.key), &hourly_[Slot(a.key, hour)]}) {
+          acc->sessions += sign;
+          acc->events += sign * n;
+          acc->pageviews += sign * pageviews;
+          acc->conversions += sign * (converted ? 1 : 0);
+          acc->bounces += sign * (n == 1 ? 1 : 0);
+          acc->duration_ms += sign * duration;
+        }
       }
       // The Total() reference may move when hourly_ grows, so look both up again for values.
       VisitorCell& kc = Cell(&key_cells_, a.key);
@@ -246,20 +369,22 @@ void Aggregator::AddVisitor(std::span<const Event> events, int sign) {
       hc.sessions += 1;
       hc.conversions += converted ? 1 : 0;
       if (converted) {
-        Acc& total = Total(a.key);
-        Acc& hourly = hourly_[Slot(a.key, hour)];
         const size_t kci = &kc - key_cells_.data();
         const size_t hci = &hc - hour_cells_.data();
-        for (uint32_t i = s.begin; i < s.end; ++i) {
-          if (events[i].type != beacon::BeaconType::kConversion) continue;
-          const double v = sign * events[i].value;
-          total.revenue.Add(v);
-          hourly.revenue.Add(v);
-          AddValue(&key_cells_[kci], events[i].value);
-          AddValue(&hour_cells_[hci], events[i].value);
+        if (!d.settled) {
+          Acc& total = Total(a.key);
+          Acc& hourly = hourly_[Slot(a.key, hour)];
+          for (const double value : values) {
+            total.revenue.Add(sign * value);
+            hourly.revenue.Add(sign * value);
+          }
+        }
+        for (const double value : values) {
+          AddValue(&key_cells_[kci], value);
+          AddValue(&hour_cells_[hci], value);
         }
       }
-      for (const int64_t h : session_hours_) active_.push_back(Slot(a.key, h));
+      for (const int64_t h : hours) active_.push_back(Slot(a.key, h));
     }
   }
 

@@ -28,6 +28,16 @@ class Aggregator {
   // all of the visitor's valid, non-duplicate beacons, sorted by EventBefore.
   void AddVisitor(std::span<const Event> events, int sign = 1);
 
+  // The same for a visitor given as summarized sessions (Summarize): equal to AddVisitor over
+  // the events they were summarized from. Every attribution must be in the catalog.
+  //
+  // `settled` leaves out the session-level figures (sessions, events, pageviews, conversions,
+  // bounces, duration, revenue of each key and hour) of the first `settled` sessions; their
+  // visitor-level figures are still computed. For a caller that retracts a visitor and adds it
+  // back with the same first sessions (the speed layer's complete sessions): those sessions'
+  // own figures would be subtracted and added unchanged, so both calls may leave them out.
+  void AddSessions(const SessionSpan& sessions, int sign = 1, size_t settled = 0);
+
   // Adds everything `other` holds; both must use the same catalog.
   void Merge(const Aggregator& other);
 
@@ -66,6 +76,22 @@ class Aggregator {
     uint32_t sum;  // index into sums_ when nvalues >= 2
   };
 
+  // One session as Contribute reads it: its keys, values and hours are ranges of the pools.
+  struct SessionData {
+    int64_t start_ts;
+    int64_t end_ts;
+    uint32_t events;
+    uint32_t pageviews;
+    uint32_t conversions;
+    uint32_t keys_begin, keys_count;    // into keys_pool_ (the site key first)
+    uint32_t values_begin;              // into values_pool_ (conversions entries)
+    uint32_t hours_begin, hours_count;  // into hours_pool_
+    bool settled;                       // skip the session-level figures (AddSessions)
+  };
+  // Adds or retracts the visitor whose sessions are in the pools.
+  void Contribute(int sign);
+  void ClearPools();
+
   Acc& Total(KeyId k);
   VisitorCell& Cell(std::vector<VisitorCell>* cells, uint64_t slot);
   void AddValue(VisitorCell* c, double v);
@@ -84,8 +110,10 @@ class Aggregator {
 
   // Scratch reused across visitors (no allocation per visitor in steady state).
   std::vector<SessionBounds> sessions_;
-  std::vector<KeyTag> attributed_;
-  std::vector<int64_t> session_hours_;
+  std::vector<SessionData> session_data_;
+  std::vector<KeyTag> keys_pool_;
+  std::vector<double> values_pool_;
+  std::vector<int64_t> hours_pool_;
   std::vector<VisitorCell> key_cells_;
   std::vector<VisitorCell> hour_cells_;
   std::vector<uint64_t> active_;  // key << 32 | hour of each beacon

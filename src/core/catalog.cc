@@ -5,6 +5,9 @@
 #include "util/hash.h"
 
 namespace duet::core {
+namespace {
+constexpr uint64_t kMaxTagSetSize = 1 << 16;
+}  // namespace
 
 Catalog::Catalog() {
   keys_.push_back(Key{kNoExperiment, ""});  // kSiteKey
@@ -64,9 +67,11 @@ TagSetId Catalog::InternTagSet(std::span<const beacon::ExperimentTag> tags) {
 
 TagSetId Catalog::InternTagSetSlow(std::span<const beacon::ExperimentTag> tags) {
   // Canonical encoding: entries sorted by experiment name, each "name\0variant\0".
-  std::array<const beacon::ExperimentTag*, beacon::kMaxExperiments> sorted;
-  for (size_t i = 0; i < tags.size(); ++i) sorted[i] = &tags[i];
-  std::sort(sorted.begin(), sorted.begin() + tags.size(),
+  // Attribution sets (InternKeys) may hold more experiments than one beacon can carry.
+  std::vector<const beacon::ExperimentTag*>& sorted = sorted_scratch_;
+  sorted.clear();
+  for (const beacon::ExperimentTag& t : tags) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(),
             [](const auto* a, const auto* b) { return a->experiment < b->experiment; });
   std::string enc;
   for (size_t i = 0; i < tags.size(); ++i) {
@@ -87,6 +92,35 @@ TagSetId Catalog::InternTagSetSlow(std::span<const beacon::ExperimentTag> tags) 
       Range{static_cast<uint32_t>(tag_pool_.size()), static_cast<uint32_t>(scratch_tags_.size())});
   tag_pool_.insert(tag_pool_.end(), scratch_tags_.begin(), scratch_tags_.end());
   tag_set_ids_.emplace(std::move(enc), id);
+  return id;
+}
+
+TagSetId Catalog::InternKeys(std::span<const KeyTag> tags) {
+  if (tags.empty()) return kEmptyTagSet;
+  key_scratch_.assign(tags.begin(), tags.end());
+  std::sort(key_scratch_.begin(), key_scratch_.end(),
+            [](const KeyTag& a, const KeyTag& b) { return a.experiment < b.experiment; });
+  uint64_t h = key_scratch_.size();
+  for (const KeyTag& t : key_scratch_) h = (h ^ t.key) * 0x9e3779b97f4a7c15ULL;
+  if (h == FlatMap<uint32_t>::kEmpty) h = 0;
+  const auto same = [this](TagSetId id) {
+    const std::span<const KeyTag> have = Tags(id);
+    if (have.size() != key_scratch_.size()) return false;
+    for (size_t i = 0; i < have.size(); ++i) {
+      if (have[i].key != key_scratch_[i].key) return false;
+    }
+    return true;
+  };
+  if (const uint32_t* slot = key_sets_.Find(h); slot != nullptr && same(*slot - 1)) {
+    return *slot - 1;
+  }
+  std::vector<beacon::ExperimentTag> names;
+  names.reserve(key_scratch_.size());
+  for (const KeyTag& t : key_scratch_) {
+    names.push_back(beacon::ExperimentTag{experiments_[t.experiment], keys_[t.key].variant});
+  }
+  const TagSetId id = InternTagSetSlow(names);
+  if (key_sets_.Find(h) == nullptr) key_sets_[h] = id + 1;  // else a collision: just not cached
   return id;
 }
 
@@ -111,7 +145,8 @@ bool Catalog::Load(ByteReader* r) {
   std::vector<beacon::ExperimentTag> tags;
   for (uint64_t id = 1; id < sets; ++id) {
     const uint64_t n = r->U64();
-    if (!r->ok() || n == 0 || n > beacon::kMaxExperiments) return false;
+    // A beacon carries at most kMaxExperiments; an attribution set at most one per experiment.
+    if (!r->ok() || n == 0 || n > kMaxTagSetSize) return false;
     owned.clear();
     for (uint64_t i = 0; i < n; ++i) {
       const std::string_view e = r->Str();

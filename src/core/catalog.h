@@ -35,6 +35,9 @@ class Catalog {
 
   // Interns the experiments object of a beacon (order-insensitive) and returns its id.
   TagSetId InternTagSet(std::span<const beacon::ExperimentTag> tags);
+  // Interns a set of (experiment, key) pairs with at most one key per experiment — e.g. the keys
+  // a session is attributed to — as a tag set: the id InternTagSet gives for their names.
+  TagSetId InternKeys(std::span<const KeyTag> tags);
   // Interns one (experiment, variant) pair.
   KeyId InternKey(std::string_view experiment, std::string_view variant);
   ExperimentId InternExperiment(std::string_view name);
@@ -88,6 +91,10 @@ class Catalog {
   std::vector<Cached> cached_;
   std::string scratch_;
   std::vector<KeyTag> scratch_tags_;
+  // InternKeys' fast path: hash of the sorted key ids -> tag set id + 1.
+  FlatMap<uint32_t> key_sets_;
+  std::vector<KeyTag> key_scratch_;
+  std::vector<const beacon::ExperimentTag*> sorted_scratch_;
 };
 
 }  // namespace duet::core

@@ -5,14 +5,15 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "beacon/parser.h"
 #include "core/aggregator.h"
 #include "core/catalog.h"
 #include "speed/id_set.h"
+#include "speed/visitor_state.h"
 #include "util/hash.h"
 #include "util/serial.h"
 
@@ -20,28 +21,16 @@ namespace duet::speed {
 namespace {
 
 constexpr std::string_view kMagic = "duet-speed-checkpoint";
-constexpr uint64_t kFormatVersion = 2;
-// Keys of the incremental records: a visitor's events, and the ids first seen in one epoch.
+// 3: visitors kept as summarized sessions plus open events (visitor_state.h); ids only in
+// per-epoch records.
+constexpr uint64_t kFormatVersion = 3;
+// Keys of the incremental records: a visitor's state, and the ids first seen in one epoch.
 constexpr char kVisitorRecord = 'v';
 constexpr char kIdsRecord = 'i';
-constexpr char kFullRecord = 'f';  // every visitor and id at once (a full snapshot)
-
-struct StoredEvent {
-  int64_t ts;
-  double value;
-  core::TagSetId tags;
-  uint32_t id_offset;  // into Visitor::ids
-  uint8_t id_len;
-  beacon::BeaconType type;
-};
-
-struct Visitor {
-  int64_t last_ts = 0;
-  bool dirty = false;
-  std::vector<StoredEvent> events;
-  std::string ids;  // the events' id bytes
-  std::string_view Id(const StoredEvent& e) const { return {ids.data() + e.id_offset, e.id_len}; }
-};
+constexpr char kFullRecord = 'f';  // every visitor at once (a full snapshot)
+// VisitorTable::Entry::mark: this bit says the state holds events of sessions that can still
+// grow; the other bits are 1 + the visitor's index in dirty_ during a micro-batch, else 0.
+constexpr uint32_t kOpenBit = 1u << 31;
 
 }  // namespace
 
@@ -83,14 +72,13 @@ class SpeedLayer::Impl {
     // A snapshot may still hold visitors forgotten since (their deletion removed only their own
     // record): forget them again, exactly as the running process did.
     const int64_t horizon = watermark_ - options_.ttl_ms;
-    std::erase_if(visitors_, [horizon](const auto& kv) { return kv.second.last_ts < horizon; });
+    visitors_.EraseIf([horizon](const VisitorTable::Entry& e) { return e.last_ts < horizon; });
     epoch_ = c.epoch;
     DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
     views_ = BuildViews();
     // The delta is derived state: rebuilt against the boundary it was committed with, so that
     // the first Step notices a batch run that happened since and commits the new delta.
-    RebuildDelta(c.delta_boundary_ms);
-    return Status::Ok();
+    return RebuildDelta(c.delta_boundary_ms);
   }
 
   Result<MicroBatchStats> Step(bool final) {
@@ -104,10 +92,18 @@ class SpeedLayer::Impl {
     }
     bad_.clear();
     dirty_.clear();
+    pending_.clear();
+    pending_ids_.clear();
     new_ids_.clear();
     checkpoint_.put_records.clear();
     checkpoint_.delete_keys.clear();
     const int64_t watermark = watermark_;  // fixed for the whole micro-batch
+    id_horizon_ = watermark_ == INT64_MIN ? INT64_MIN : watermark_ - options_.ttl_ms;
+    // Two stages, kLag lines apart: parse a line and prefetch the id and visitor slots it will
+    // need, then (kLag lines later, when they have arrived) dedup and apply it. Lines go through
+    // the second stage in log order.
+    size_t ring_head = 0;
+    size_t ring_size = 0;
     beacon::Beacon b;
     beacon::BadReason reason;
     for (const log::LogRecord& r : records_) {
@@ -121,89 +117,93 @@ class SpeedLayer::Impl {
                                     r.truncated, std::string(r.bytes)});
         continue;
       }
-      const Hash128 id_key = HashBytes(b.id);
-      if (!seen_ids_.InsertHash(id_key, b.ts.value())) {
-        ++st.duplicates;
-        continue;
+      if (ring_size == kLag) {
+        Apply(ring_[ring_head], watermark, &st);
+        ring_head = (ring_head + 1) % kLag;
+        --ring_size;
       }
-      new_ids_.emplace_back(id_key, b.ts.value());
-      if (b.ts.value() < watermark) {
-        ++st.late;
-        continue;
-      }
-      ++st.applied;
-      const Hash128 visitor_key = HashBytes(b.visitor);
-      Visitor& v = visitors_[visitor_key];
-      if (!v.dirty) {
-        // Retract what the visitor contributed so far; it is added back with its new events.
-        if (!v.events.empty()) {
-          Contribute(v, -1);
-        }
-        v.dirty = true;
-        dirty_.emplace_back(visitor_key, &v);
-      }
-      v.events.push_back(StoredEvent{b.ts.value(), b.value, catalog_.InternTagSet(b.experiments),
-                                     static_cast<uint32_t>(v.ids.size()),
-                                     static_cast<uint8_t>(b.id.size()), b.type});
-      v.ids.append(b.id);
-      v.last_ts = std::max(v.last_ts, b.ts.value());
-      max_ts_ = std::max(max_ts_, b.ts.value());
+      Staged& x = ring_[(ring_head + ring_size++) % kLag];
+      x.id_key = HashBytes(b.id);
+      x.visitor_key = HashBytes(b.visitor);
+      x.pending = Pending{
+          0,      static_cast<uint32_t>(pending_ids_.size()), static_cast<uint32_t>(b.id.size()),
+          b.type, catalog_.InternTagSet(b.experiments),       b.ts.value(),
+          b.value};
+      pending_ids_.append(b.id);
+      seen_ids_.Prefetch(x.id_key);
+      visitors_.Prefetch(x.visitor_key);
     }
-    for (const auto& touched : dirty_) {
-      Visitor* v = touched.second;
-      std::sort(v->events.begin(), v->events.end(),
-                [v](const StoredEvent& x, const StoredEvent& y) {
-                  if (x.ts != y.ts) return x.ts < y.ts;
-                  return v->Id(x) < v->Id(y);
-                });
-      Contribute(*v, +1);
-      v->dirty = false;
+    for (; ring_size > 0; --ring_size, ring_head = (ring_head + 1) % kLag) {
+      Apply(ring_[ring_head], watermark, &st);
     }
-    st.visitors_touched = dirty_.size();
     lines_ += st.lines;
     duplicates_ += st.duplicates;
     applied_ += st.applied;
     late_ += st.late;
     if (max_ts_ != INT64_MIN) watermark_ = std::max(watermark_, max_ts_ - options_.lateness_ms);
+
+    // Each touched visitor's new events, grouped (a counting sort by visitor), then applied:
+    // retract the old contribution, add the new one, fold sessions the new watermark completed.
+    uint32_t at = 0;
+    for (Dirty& d : dirty_) {
+      d.first = at;
+      at += d.count;
+      d.count = 0;
+    }
+    grouped_.resize(pending_.size());
+    for (const Pending& p : pending_) {
+      Dirty& d = dirty_[p.visitor];
+      grouped_[d.first + d.count++] =
+          OpenEvent{p.ts, p.value, p.tags, p.type,
+                    std::string_view(pending_ids_).substr(p.id_offset, p.id_size)};
+    }
+    for (const Dirty& d : dirty_) {
+      VisitorTable::Entry* e = visitors_.Find(d.key);
+      DUET_RETURN_IF_ERROR(UpdateVisitor(
+          e, d.old_last_ts, std::span<const OpenEvent>(grouped_).subspan(d.first, d.count)));
+      e->mark &= kOpenBit;
+    }
+    st.visitors_touched = dirty_.size();
+    DUET_RETURN_IF_ERROR(FoldCompleteSessions());
+
     checkpoint_.epoch = epoch_ + 1;
     // When a micro-batch touched a large share of the visitors (catching up), one compressed
-    // snapshot of everything is cheaper than a record per visitor; otherwise (live), only the
-    // touched visitors and the new ids are written.
+    // snapshot of every visitor is cheaper than a record per visitor; otherwise (live), only the
+    // touched visitors are written. Ids are always written once, as this epoch's id record.
     const bool full = dirty_.size() * 4 >= visitors_.size();
     checkpoint_.replace_records = full;
+    checkpoint_.replace_prefix.assign(1, kVisitorRecord);
     st.full_snapshot = full;
     // Touched visitors are encoded before Expire, which may forget some of them at once; the
     // store applies deletions after puts.
     if (!full) {
-      for (const auto& [key, v] : dirty_) {
-        checkpoint_.put_records.emplace_back(VisitorKey(key), EncodeVisitor(*v));
+      for (const Dirty& d : dirty_) {
+        const VisitorTable::Entry* e = visitors_.Find(d.key);
+        ByteWriter w;
+        w.I64(e->last_ts);
+        std::string value = std::move(w.buffer());
+        value.append(VisitorTable::State(*e));
+        checkpoint_.put_records.emplace_back(VisitorKey(d.key), std::move(value));
       }
     }
-    dirty_.clear();
     st.visitors_expired = Expire();
     if (full) {
-      ByteWriter w;
-      w.U64(visitors_.size());
-      for (const auto& [key, v] : visitors_) {
-        w.Str(VisitorKey(key));
-        w.Str(EncodeVisitor(v));
-      }
-      w.U64(seen_ids_.size());
-      seen_ids_.ForEach([&w](const Hash128& id, int64_t ts) { WriteId(&w, id, ts); });
+      snapshot_.buffer().clear();
+      snapshot_.U64(visitors_.size());
+      visitors_.ForEach([this](const VisitorTable::Entry& e) {
+        snapshot_.Str(std::string_view(reinterpret_cast<const char*>(&e.key), sizeof(e.key)));
+        snapshot_.I64(e.last_ts);
+        snapshot_.Str(VisitorTable::State(e));
+      });
       std::string packed;
-      DUET_RETURN_IF_ERROR(Compress(w.buffer(), &packed));
+      DUET_RETURN_IF_ERROR(Compress(snapshot_.buffer(), &packed));
       checkpoint_.put_records.emplace_back(std::string(1, kFullRecord), std::move(packed));
-      id_chunks_.clear();
-      new_ids_.clear();
     }
     if (!new_ids_.empty()) {
       ByteWriter w;
-      w.U64(new_ids_.size());
+      WriteIds(&w, new_ids_);
       int64_t newest = INT64_MIN;
-      for (const auto& [id, ts] : new_ids_) {
-        WriteId(&w, id, ts);
-        newest = std::max(newest, ts);
-      }
+      for (const auto& [id, ts] : new_ids_) newest = std::max(newest, ts);
       checkpoint_.put_records.emplace_back(IdsKey(checkpoint_.epoch), std::move(w.buffer()));
       id_chunks_.emplace_back(checkpoint_.epoch, newest);
     }
@@ -226,49 +226,163 @@ class SpeedLayer::Impl {
     st.epoch = epoch_;
     st.watermark_ms = watermark_;
     st.visitors_active = visitors_.size();
-    for (const auto& [k, v] : visitors_) st.events_held += v.events.size();
+    st.visitor_state_bytes = visitors_.MemoryBytes();
+    st.ids_held = seen_ids_.size();
+    st.id_state_bytes = seen_ids_.MemoryBytes();
     return st;
   }
 
   const core::Views& views() const { return views_; }
 
  private:
-  void Events(const Visitor& v) {
-    scratch_.clear();
-    for (const StoredEvent& e : v.events) {
-      scratch_.push_back(core::Event{e.ts, v.Id(e), e.value, e.tags, e.type});
+  struct Dirty {
+    Hash128 key;
+    int64_t old_last_ts;  // decides whether its old contribution is in the delta
+    uint32_t first;       // its events in grouped_
+    uint32_t count;
+  };
+  struct Pending {
+    uint32_t visitor;  // index in dirty_
+    uint32_t id_offset;
+    uint32_t id_size;
+    beacon::BeaconType type;
+    core::TagSetId tags;
+    int64_t ts;
+    double value;
+  };
+
+  // A parsed valid line waiting for its second stage.
+  struct Staged {
+    Hash128 id_key;
+    Hash128 visitor_key;
+    Pending pending;  // visitor not yet set
+  };
+  static constexpr size_t kLag = 16;
+
+  // Dedup by id, then either late (counted) or applied: queued for the visitor's update.
+  void Apply(const Staged& x, int64_t watermark, MicroBatchStats* st) {
+    const int64_t ts = x.pending.ts;
+    if (!seen_ids_.InsertHash(x.id_key, ts, id_horizon_)) {
+      ++st->duplicates;
+      return;
     }
+    new_ids_.emplace_back(x.id_key, ts);
+    if (ts < watermark) {
+      ++st->late;
+      return;
+    }
+    ++st->applied;
+    bool inserted = false;
+    VisitorTable::Entry* e = visitors_.Insert(x.visitor_key, &inserted);
+    uint32_t d = e->mark & ~kOpenBit;
+    if (d == 0) {
+      // The visitor's previous contribution is retracted, and the new one added, once all of
+      // this micro-batch's events are in (UpdateVisitor).
+      dirty_.push_back(Dirty{x.visitor_key, e->last_ts, 0, 0});
+      d = static_cast<uint32_t>(dirty_.size());
+      e->mark |= d;
+    }
+    ++dirty_[d - 1].count;
+    pending_.push_back(x.pending);
+    pending_.back().visitor = d - 1;
+    e->last_ts = std::max(e->last_ts, ts);
+    max_ts_ = std::max(max_ts_, ts);
   }
 
-  // Adds (+1) or retracts (-1) the visitor's contribution to the views and to the merge delta,
-  // building its event list once for both.
-  void Contribute(const Visitor& v, int sign) {
-    Events(v);
-    aggregator_.AddVisitor(scratch_, sign);
-    if (InDelta(v)) DeltaFromScratch(sign);
+  // Decodes the entry's state into done_ and open_.
+  Status Load(const VisitorTable::Entry& e) {
+    if (e.state_size == 0) {  // a visitor new in this micro-batch
+      done_.Clear();
+      open_.clear();
+      return Status::Ok();
+    }
+    if (!DecodeVisitorState(VisitorTable::State(e), catalog_.tag_set_count(), &done_, &open_)) {
+      return Status::Corruption("speed layer: a visitor's state does not decode");
+    }
+    return Status::Ok();
+  }
+
+  // full_ = done_ followed by the sessions of open_ (sorted).
+  void BuildFull() {
+    full_.Clear();
+    full_.Append(done_.View());
+    events_.clear();
+    for (const OpenEvent& o : open_) {
+      events_.push_back(core::Event{o.ts, o.id, o.value, o.tags, o.type});
+    }
+    core::Summarize(events_, options_.session_gap_ms, &catalog_, &full_);
+  }
+
+  // Writes full_ back into the entry: the sessions complete at the watermark summarized, the
+  // events of the others kept (open_ must hold them, sorted, as BuildFull saw them).
+  void Store(VisitorTable::Entry* e) {
+    const size_t k = core::SessionPrefixEnd(std::span<const core::Session>(full_.sessions),
+                                            options_.session_gap_ms, watermark_);
+    size_t folded_events = 0;
+    for (size_t i = done_.sessions.size(); i < k; ++i) folded_events += full_.sessions[i].events;
+    state_.buffer().clear();
+    EncodeVisitorState(full_.View().First(k),
+                       std::span<const OpenEvent>(open_).subspan(folded_events), watermark_,
+                       &state_);
+    VisitorTable::SetState(e, state_.buffer());
+    e->mark = (e->mark & ~kOpenBit) | (folded_events < open_.size() ? kOpenBit : 0);
+  }
+
+  Status UpdateVisitor(VisitorTable::Entry* e, int64_t old_last_ts,
+                       std::span<const OpenEvent> fresh) {
+    DUET_RETURN_IF_ERROR(Load(*e));
+    // The complete sessions (done_) are the same before and after: their session-level figures
+    // stay in the aggregator; only the visitor-level ones are recomputed.
+    const size_t settled = done_.sessions.size();
+    if (!done_.sessions.empty() || !open_.empty()) {
+      BuildFull();
+      aggregator_.AddSessions(full_.View(), -1, settled);
+      if (InDelta(old_last_ts)) DeltaFrom(full_.View(), -1);
+    }
+    // Stored events keep their stored order (their ids may be gone: EncodeVisitorState); the
+    // new ones, all at or above the watermark, are sorted and merged in.
+    fresh_.assign(fresh.begin(), fresh.end());
+    std::sort(fresh_.begin(), fresh_.end(), OpenEventBefore);
+    merged_.clear();
+    std::merge(open_.begin(), open_.end(), fresh_.begin(), fresh_.end(),
+               std::back_inserter(merged_), OpenEventBefore);
+    open_.swap(merged_);
+    BuildFull();
+    aggregator_.AddSessions(full_.View(), +1, settled);
+    if (InDelta(e->last_ts)) DeltaFrom(full_.View(), +1);
+    Store(e);
+    return Status::Ok();
+  }
+
+  // Summarizes the sessions the watermark has completed in visitors that were not touched
+  // (their contribution does not change; their state shrinks).
+  Status FoldCompleteSessions() {
+    Status status = Status::Ok();
+    const int64_t gap = options_.session_gap_ms;
+    visitors_.ForEach([&](VisitorTable::Entry& e) {
+      if (!status.ok() || (e.mark & kOpenBit) == 0 || e.last_ts + gap >= watermark_) return;
+      status = Load(e);
+      if (!status.ok()) return;
+      BuildFull();
+      Store(&e);
+    });
+    return status;
   }
 
   // The visitor's part of the merge delta: everything minus its sessions that are complete at
   // the batch boundary (which the batch layer's prefix view already holds). Zero for a visitor
   // whose sessions are all complete.
-  bool InDelta(const Visitor& v) const {
+  bool InDelta(int64_t last_ts) const {
     // Before any batch run the delta is the whole speed view: the main aggregator stands in.
     if (boundary_ == INT64_MIN) return false;
-    return !v.events.empty() && v.last_ts + options_.session_gap_ms >= boundary_;
+    return last_ts != INT64_MIN && last_ts + options_.session_gap_ms >= boundary_;
   }
 
-  void AddToDelta(const Visitor& v, int sign) {
-    if (!InDelta(v)) return;
-    Events(v);
-    DeltaFromScratch(sign);
-  }
-
-  // The delta part of the visitor whose events are in scratch_.
-  void DeltaFromScratch(int sign) {
-    const size_t k = core::SessionPrefixEnd(scratch_, options_.session_gap_ms, boundary_);
-    if (k == scratch_.size()) return;
-    delta_->AddVisitor(scratch_, sign);
-    if (k > 0) delta_->AddVisitor(std::span<const core::Event>(scratch_).first(k), -sign);
+  void DeltaFrom(const core::SessionSpan& sessions, int sign) {
+    const size_t k = core::SessionPrefixEnd(sessions.sessions, options_.session_gap_ms, boundary_);
+    if (k == sessions.sessions.size()) return;
+    delta_->AddSessions(sessions, sign);
+    if (k > 0) delta_->AddSessions(sessions.First(k), -sign);
   }
 
   // Reads the last batch run's boundary; when it moved, rebuilds the delta over the retained
@@ -277,30 +391,34 @@ class SpeedLayer::Impl {
     auto b = store_->BatchBoundary();
     if (!b.ok()) return b.status();
     *moved = *b != boundary_;
-    if (*moved) RebuildDelta(*b);
+    if (*moved) return RebuildDelta(*b);
     return Status::Ok();
   }
 
-  void RebuildDelta(int64_t boundary) {
+  Status RebuildDelta(int64_t boundary) {
     boundary_ = boundary;
     delta_ = std::make_unique<core::Aggregator>(&catalog_, options_.session_gap_ms);
-    for (const auto& [key, v] : visitors_) AddToDelta(v, +1);
+    Status status = Status::Ok();
+    visitors_.ForEach([&](const VisitorTable::Entry& e) {
+      if (!status.ok() || !InDelta(e.last_ts)) return;
+      status = Load(e);
+      if (!status.ok()) return;
+      BuildFull();
+      DeltaFrom(full_.View(), +1);
+    });
+    return status;
   }
 
   // Forgets visitors and ids older than the TTL behind the watermark. Returns visitors dropped.
   uint64_t Expire() {
     const int64_t horizon = watermark_ - options_.ttl_ms;
-    uint64_t n = 0;
-    for (auto it = visitors_.begin(); it != visitors_.end();) {
-      if (it->second.last_ts < horizon) {
-        checkpoint_.delete_keys.push_back(VisitorKey(it->first));
-        it = visitors_.erase(it);
-        ++n;
-      } else {
-        ++it;
-      }
-    }
-    seen_ids_.ExpireBefore(horizon);
+    const uint64_t n = visitors_.EraseIf([&](const VisitorTable::Entry& e) {
+      if (e.last_ts >= horizon) return false;
+      checkpoint_.delete_keys.push_back(VisitorKey(e.key));
+      return true;
+    });
+    // Ids below the horizon count as absent from now on (InsertHash); they are removed from
+    // memory when the table would otherwise have to grow.
     // An epoch's id record goes once its newest id has expired.
     std::erase_if(id_chunks_, [&](const std::pair<int64_t, int64_t>& c) {
       if (c.second >= horizon) return false;
@@ -365,20 +483,7 @@ class SpeedLayer::Impl {
     return key;
   }
 
-  std::string EncodeVisitor(const Visitor& v) const {
-    ByteWriter w;
-    w.I64(v.last_ts);
-    w.U64(v.events.size());
-    for (const StoredEvent& e : v.events) {
-      w.I64(e.ts);
-      w.F64(e.value);
-      w.U64(e.tags);
-      w.U64(static_cast<uint64_t>(e.type));
-      w.Str(v.Id(e));
-    }
-    return std::move(w.buffer());
-  }
-
+  // A snapshot: the number of visitors, then per visitor its key, last_ts and state.
   Status DecodeFull(const std::string& packed) {
     std::string bytes;
     DUET_RETURN_IF_ERROR(Decompress(packed, &bytes));
@@ -386,55 +491,64 @@ class SpeedLayer::Impl {
     const uint64_t nv = r.U64();
     for (uint64_t i = 0; r.ok() && i < nv; ++i) {
       const std::string_view key = r.Str();
-      DUET_RETURN_IF_ERROR(DecodeVisitor(key, r.Str()));
+      const int64_t last_ts = r.I64();
+      const std::string_view state = r.Str();
+      if (!r.ok() || key.size() != sizeof(Hash128)) return Corrupt();
+      Hash128 k;
+      std::memcpy(&k, key.data(), sizeof(k));
+      DUET_RETURN_IF_ERROR(PutVisitor(k, last_ts, state));
     }
-    ReadIdList(&r);
     return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
   }
 
-  // An id list is a count, then (hash lo, hash hi, ts) per id. Ids the TTL has passed are skipped.
-  static void WriteId(ByteWriter* w, const Hash128& id, int64_t ts) {
-    w->U64(id.lo);
-    w->U64(id.hi);
-    w->I64(ts);
+  // An id record is a count, then per id its hash (two fixed 64-bit words: random bits, which a
+  // varint would lengthen) and its ts as the difference to the previous id's (arrival order is
+  // nearly ts order, so this is short). Ids the TTL has passed are skipped on reading.
+  static void WriteIds(ByteWriter* w, std::span<const std::pair<Hash128, int64_t>> ids) {
+    w->U64(ids.size());
+    int64_t prev = 0;
+    for (const auto& [id, ts] : ids) {
+      w->Fixed64(id.lo);
+      w->Fixed64(id.hi);
+      w->I64(ts - prev);
+      prev = ts;
+    }
   }
 
   void ReadIdList(ByteReader* r) {
     const int64_t horizon = watermark_ - options_.ttl_ms;
     const uint64_t n = r->U64();
+    int64_t ts = 0;
     for (uint64_t i = 0; r->ok() && i < n; ++i) {
       Hash128 id;
-      id.lo = r->U64();
-      id.hi = r->U64();
-      const int64_t ts = r->I64();
-      if (ts >= horizon) seen_ids_.InsertHash(id, ts);
+      id.lo = r->Fixed64();
+      id.hi = r->Fixed64();
+      ts += r->I64();
+      if (ts >= horizon) seen_ids_.InsertHash(id, ts, horizon);
     }
   }
 
+  // A visitor record: its last_ts, then its state.
   Status DecodeVisitor(std::string_view key, std::string_view value) {
     if (key.size() != 17) return Corrupt();
     Hash128 k;
     std::memcpy(&k.lo, key.data() + 1, 8);
     std::memcpy(&k.hi, key.data() + 9, 8);
     ByteReader r(value);
-    Visitor& v = visitors_[k];
-    v = Visitor();  // a newer record replaces what the snapshot said
-    v.last_ts = r.I64();
-    const uint64_t ne = r.U64();
-    for (uint64_t i = 0; r.ok() && i < ne; ++i) {
-      StoredEvent e{};
-      e.ts = r.I64();
-      e.value = r.F64();
-      e.tags = static_cast<core::TagSetId>(r.U64());
-      e.type = static_cast<beacon::BeaconType>(r.U64());
-      const std::string_view id = r.Str();
-      if (e.tags >= catalog_.tag_set_count() || id.size() > beacon::kMaxIdBytes) return Corrupt();
-      e.id_offset = static_cast<uint32_t>(v.ids.size());
-      e.id_len = static_cast<uint8_t>(id.size());
-      v.ids.append(id);
-      v.events.push_back(e);
-    }
-    return r.ok() && r.at_end() ? Status::Ok() : Corrupt();
+    const int64_t last_ts = r.I64();
+    if (!r.ok()) return Corrupt();
+    return PutVisitor(k, last_ts, value.substr(value.size() - r.remaining()));
+  }
+
+  // Replaces what the table holds of visitor `k` (a newer record replaces the snapshot's).
+  Status PutVisitor(const Hash128& k, int64_t last_ts, std::string_view state) {
+    if (!DecodeVisitorState(state, catalog_.tag_set_count(), &done_, &open_)) return Corrupt();
+    bool inserted = false;
+    VisitorTable::Entry* e = visitors_.Insert(k, &inserted);
+    e->last_ts = last_ts;
+    VisitorTable::SetState(e, state);
+    e->mark = open_.empty() ? 0 : kOpenBit;
+    return Status::Ok();
   }
 
   Status DecodeIds(std::string_view value) {
@@ -508,21 +622,33 @@ class SpeedLayer::Impl {
   core::Catalog catalog_;
   core::Aggregator aggregator_;
   beacon::Parser parser_;
-  std::unordered_map<Hash128, Visitor, Hash128Hasher> visitors_;
+  VisitorTable visitors_;
   IdSet seen_ids_;  // ids applied, late or duplicated, until the TTL passes
   std::array<uint64_t, beacon::kReasonCount> bad_by_reason_{};
   uint64_t lines_ = 0, duplicates_ = 0, applied_ = 0, late_ = 0;
   int64_t max_ts_ = INT64_MIN;
   int64_t watermark_ = INT64_MIN;
   int64_t epoch_ = 0;
+  int64_t id_horizon_ = INT64_MIN;  // ids with a ts below are forgotten (watermark - TTL)
   core::Views views_;
   // Scratch reused across micro-batches.
   std::vector<log::LogRecord> records_;
   std::vector<core::BadRow> bad_;
-  std::vector<std::pair<Hash128, Visitor*>> dirty_;
+  std::array<Staged, kLag> ring_;
+  std::vector<Dirty> dirty_;
+  std::vector<Pending> pending_;
+  std::string pending_ids_;         // the id bytes of pending_
+  std::vector<OpenEvent> grouped_;  // pending_ grouped by visitor
+  core::SessionList done_;          // one visitor's complete sessions (Load)
+  std::vector<OpenEvent> open_;     // one visitor's other events (Load)
+  std::vector<OpenEvent> fresh_;    // a visitor's events of this micro-batch, sorted
+  std::vector<OpenEvent> merged_;
+  core::SessionList full_;           // done_ and the sessions of open_ (BuildFull)
+  std::vector<core::Event> events_;  // open_ as core::Events
+  ByteWriter state_;                 // one visitor's encoded state (Store)
+  ByteWriter snapshot_;
   std::vector<std::pair<Hash128, int64_t>> new_ids_;    // ids first seen in this batch
   std::vector<std::pair<int64_t, int64_t>> id_chunks_;  // (epoch, newest ts) of id records
-  std::vector<core::Event> scratch_;
   ByteWriter encoded_;
   ByteWriter delta_encoded_;
   store::SpeedCheckpoint checkpoint_;

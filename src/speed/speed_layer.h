@@ -36,9 +36,11 @@ struct MicroBatchStats {
   uint64_t visitors_touched = 0;
   uint64_t visitors_active = 0;
   uint64_t visitors_expired = 0;
-  uint64_t events_held = 0;    // events kept in visitor state after the batch
-  uint64_t state_bytes = 0;    // bytes of state written by this commit (before compression)
-  bool full_snapshot = false;  // this commit rewrote the whole state, not only what changed
+  uint64_t visitor_state_bytes = 0;  // memory held by visitor state after the batch
+  uint64_t ids_held = 0;             // ids remembered for deduplication after the batch
+  uint64_t id_state_bytes = 0;       // memory held by those ids
+  uint64_t state_bytes = 0;          // bytes of state written by this commit (before compression)
+  bool full_snapshot = false;        // this commit rewrote the whole state, not only what changed
   int64_t watermark_ms = 0;
   int64_t epoch = 0;  // the checkpoint epoch committed (0 if nothing was committed)
 };

@@ -229,7 +229,7 @@ class SqliteStore final : public Store {
         ins.Reset();
       }
     }
-    if (s.ok() && cp.replace_records) s = Exec("DELETE FROM speed_records");
+    if (s.ok() && cp.replace_records) s = DeleteRecordsWithPrefix(cp.replace_prefix);
     if (s.ok() && !cp.put_records.empty()) {
       Stmt put(db_, "INSERT OR REPLACE INTO speed_records(key, value) VALUES(?, ?)");
       for (const auto& [k, v] : cp.put_records) {
@@ -402,6 +402,20 @@ class SqliteStore final : public Store {
   }
 
   static constexpr size_t kChunkBytes = 8 << 20;
+
+  // Records are BLOB keys, ordered bytewise: a prefix is the range [prefix, prefix + 1).
+  Status DeleteRecordsWithPrefix(const std::string& prefix) {
+    if (prefix.empty()) return Exec("DELETE FROM speed_records");
+    std::string upper = prefix;
+    while (!upper.empty() && static_cast<uint8_t>(upper.back()) == 0xff) upper.pop_back();
+    if (!upper.empty()) upper.back() = static_cast<char>(static_cast<uint8_t>(upper.back()) + 1);
+    Stmt del(db_, upper.empty() ? "DELETE FROM speed_records WHERE key >= ?1"
+                                : "DELETE FROM speed_records WHERE key >= ?1 AND key < ?2");
+    del.BindBlob(1, prefix);
+    if (!upper.empty()) del.BindBlob(2, upper);
+    if (del.Step() != SQLITE_DONE) return Error("replace the speed records");
+    return Status::Ok();
+  }
 
   Status InsertBadRows(std::string_view layer, int64_t generation,
                        std::span<const core::BadRow> rows) {

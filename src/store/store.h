@@ -56,10 +56,12 @@ struct SpeedCheckpoint {
   std::string state;      // opaque bytes owned by the speed layer: the part rewritten every commit
   std::string positions;  // opaque log positions (log::Log::Positions())
   // The incremental part: keyed records (e.g. one per visitor) that a commit upserts or deletes,
-  // so that a micro-batch writes only what it changed. CommitSpeed drops all records if
-  // replace_records, then applies put_records, then delete_keys (a key in both ends up deleted);
+  // so that a micro-batch writes only what it changed. CommitSpeed drops the records whose key
+  // starts with replace_prefix if replace_records (all of them when the prefix is empty), then
+  // applies put_records, then delete_keys (a key in both ends up deleted);
   // LoadSpeedCheckpoint returns every stored record in `records`.
-  bool replace_records = false;  // drop every stored record first (a full snapshot)
+  bool replace_records = false;  // drop stored records first (a full snapshot)
+  std::string replace_prefix;
   std::vector<std::pair<std::string, std::string>> put_records;
   std::vector<std::string> delete_keys;
   std::vector<std::pair<std::string, std::string>> records;

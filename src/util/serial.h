@@ -14,11 +14,20 @@ namespace duet {
 class ByteWriter {
  public:
   void U64(uint64_t v) {
+    char b[10];
+    size_t n = 0;
     while (v >= 0x80) {
-      out_.push_back(static_cast<char>(v | 0x80));
+      b[n++] = static_cast<char>(v | 0x80);
       v >>= 7;
     }
-    out_.push_back(static_cast<char>(v));
+    b[n++] = static_cast<char>(v);
+    out_.append(b, n);
+  }
+  // Little-endian, always 8 bytes: for hashes, which a varint would make longer.
+  void Fixed64(uint64_t v) {
+    char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+    out_.append(b, 8);
   }
   // Zig-zag, so small negative numbers stay short.
   void I64(int64_t v) { U64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
@@ -55,6 +64,14 @@ class ByteReader {
     const uint64_t u = U64();
     return static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
   }
+  uint64_t Fixed64() {
+    if (pos_ + 8 > in_.size()) return Fail();
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i)
+      v |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i);
+    pos_ += 8;
+    return v;
+  }
   double F64() {
     if (pos_ + 8 > in_.size()) return static_cast<double>(Fail());
     uint64_t bits;
@@ -74,6 +91,7 @@ class ByteReader {
   }
   bool ok() const { return ok_; }
   bool at_end() const { return pos_ == in_.size(); }
+  size_t remaining() const { return in_.size() - pos_; }
 
  private:
   uint64_t Fail() {

@@ -176,6 +176,94 @@ TEST_F(AggregatorTest, RetractThenAddEqualsAddingOnlyTheNewEvents) {
   EXPECT_EQ(incremental.Finalize(), direct.Finalize());
 }
 
+// The speed layer keeps complete sessions summarized; the figures must not notice. Random
+// visitors (several experiments, conversions, equal timestamps, gaps around the session gap),
+// with a session gap of 30 min (hours always contiguous) and of 2 h (hours with holes), and
+// every session prefix (what the serving merge subtracts).
+TEST_F(AggregatorTest, SummarizedSessionsGiveTheFiguresOfTheirEvents) {
+  const std::vector<TagSetId> tags = {kEmptyTagSet, Tags({{"exp", "A"}}), Tags({{"exp", "B"}}),
+                                      Tags({{"exp", "A"}, {"other", "x"}}),
+                                      Tags({{"other", "y"}, {"third", "z"}})};
+  std::mt19937_64 rng(7);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i)
+    ids.push_back("id" + std::to_string(i % 13) + "-" + std::to_string(i));
+  for (const int64_t gap : {kDefaultSessionGapMs, int64_t{2 * 3600'000}}) {
+    Aggregator from_events(&catalog_, gap);
+    Aggregator from_sessions(&catalog_, gap);
+    Aggregator prefix_events(&catalog_, gap);
+    Aggregator prefix_sessions(&catalog_, gap);
+    for (int visitor = 0; visitor < 300; ++visitor) {
+      std::vector<Event> ev;
+      int64_t ts = kT0 + static_cast<int64_t>(rng() % (3 * 3600'000));
+      const int n = 1 + static_cast<int>(rng() % 12);
+      for (int i = 0; i < n; ++i) {
+        const int64_t step[] = {0, 1, 20 * kMin, gap, gap + 1, 50 * kMin, 3 * 3600'000};
+        ts += step[rng() % 7];
+        ev.push_back(Ev(ts, ids[rng() % ids.size()].c_str(), tags[rng() % tags.size()],
+                        static_cast<BeaconType>(rng() % 3), static_cast<double>(rng() % 997) / 3));
+      }
+      std::sort(ev.begin(), ev.end(), EventBefore);
+      SessionList list;
+      Summarize(ev, gap, &catalog_, &list);
+      from_events.AddVisitor(ev);
+      from_sessions.AddSessions(list.View());
+      const int64_t horizon = ev[rng() % ev.size()].ts + gap + static_cast<int64_t>(rng() % 3);
+      const size_t k_events = SessionPrefixEnd(std::span<const Event>(ev), gap, horizon);
+      const size_t k_sessions =
+          SessionPrefixEnd(std::span<const Session>(list.sessions), gap, horizon);
+      const SessionSpan first = list.View().First(k_sessions);
+      uint64_t first_events = 0;
+      for (const Session& s : first.sessions) first_events += s.events;
+      ASSERT_EQ(first_events, k_events);
+      prefix_events.AddVisitor(std::span<const Event>(ev).first(k_events));
+      prefix_sessions.AddSessions(first);
+    }
+    EXPECT_EQ(from_sessions.Finalize(), from_events.Finalize()) << "gap " << gap;
+    EXPECT_EQ(prefix_sessions.Finalize(), prefix_events.Finalize()) << "gap " << gap;
+  }
+}
+
+// What the speed layer does when a visitor's open session grows: retract and add back with the
+// complete sessions "settled" (their own figures left in place) equals adding the new state.
+TEST_F(AggregatorTest, SettledSessionsMayBeLeftOutOfARetractAndAdd) {
+  const TagSetId a = Tags({{"exp", "A"}});
+  const TagSetId b = Tags({{"exp", "B"}});
+  Aggregator incremental(&catalog_, kDefaultSessionGapMs);
+  Aggregator direct(&catalog_, kDefaultSessionGapMs);
+  const std::vector<Event> before = {Ev(kT0, "1", a, BeaconType::kConversion, 2.5),
+                                     Ev(kT0 + 5 * kMin, "2", b), Ev(kT0 + 3 * 60 * kMin, "3", b)};
+  std::vector<Event> after = before;
+  after.push_back(Ev(kT0 + 3 * 60 * kMin + 10 * kMin, "4", a, BeaconType::kConversion, 1.25));
+  SessionList old_list, new_list;
+  Summarize(before, kDefaultSessionGapMs, &catalog_, &old_list);
+  Summarize(after, kDefaultSessionGapMs, &catalog_, &new_list);
+  ASSERT_EQ(old_list.sessions.size(), 2u);
+  incremental.AddSessions(old_list.View());
+  incremental.AddSessions(old_list.View(), -1, /*settled=*/1);
+  incremental.AddSessions(new_list.View(), +1, /*settled=*/1);
+  direct.AddSessions(new_list.View());
+  EXPECT_EQ(incremental.Finalize(), direct.Finalize());
+}
+
+TEST_F(AggregatorTest, SummarizeKeepsHolesInTheHoursOnlyWhenThereAreSome) {
+  const int64_t gap = 2 * 3600'000;
+  SessionList list;
+  // 00:10 and 01:50: one session, a beacon in each of its two hours.
+  Summarize(std::vector<Event>{Ev(kT0 + 10 * kMin, "a"), Ev(kT0 + 110 * kMin, "b")}, gap, &catalog_,
+            &list);
+  ASSERT_EQ(list.sessions.size(), 1u);
+  EXPECT_EQ(list.sessions[0].hours, 0u);
+  EXPECT_TRUE(list.hours.empty());
+  // 00:10 and 02:05 (gap 1 h 55 min): one session with no beacon in hour 1.
+  list.Clear();
+  Summarize(std::vector<Event>{Ev(kT0 + 10 * kMin, "a"), Ev(kT0 + 125 * kMin, "b")}, gap, &catalog_,
+            &list);
+  ASSERT_EQ(list.sessions.size(), 1u);
+  EXPECT_EQ(list.sessions[0].hours, 2u);
+  EXPECT_EQ(list.hours, (std::vector<int64_t>{kT0 / 3600'000, kT0 / 3600'000 + 2}));
+}
+
 TEST_F(AggregatorTest, SaveAndLoadRestoreExactState) {
   const TagSetId a = Tags({{"exp", "A"}});
   const TagSetId b = Tags({{"exp", "B"}, {"other", "x"}});

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace duet::speed {
 namespace {
@@ -34,6 +36,32 @@ TEST(IdSetTest, ExpiringNothingKeepsEverything) {
   s.ExpireBefore(50);
   EXPECT_EQ(s.size(), 1000u);
   EXPECT_FALSE(s.Insert("999", 1));
+}
+
+// Expiry deletes in place: ids in long probe chains (few distinct home slots) must stay findable
+// whatever is removed around them, across rounds of inserts and expiries.
+TEST(IdSetTest, InPlaceExpiryKeepsCollidingIdsFindable) {
+  IdSet s;
+  std::vector<std::pair<Hash128, int64_t>> all;
+  uint64_t next = 1;
+  for (int64_t round = 0; round < 10; ++round) {
+    for (int i = 0; i < 3000; ++i, ++next) {
+      const Hash128 h{(next % 37) | (next << 32), next};
+      const int64_t ts = round * 100 + static_cast<int64_t>(next % 100);
+      ASSERT_TRUE(s.InsertHash(h, ts));
+      all.emplace_back(h, ts);
+    }
+    const int64_t horizon = round * 100 - 50;
+    s.ExpireBefore(horizon);
+    size_t live = 0;
+    for (const auto& [h, ts] : all) {
+      if (ts < horizon) continue;
+      ++live;
+      ASSERT_FALSE(s.InsertHash(h, ts)) << "a live id was lost in round " << round;
+    }
+    ASSERT_EQ(s.size(), live);
+    std::erase_if(all, [&](const auto& e) { return e.second < horizon; });
+  }
 }
 
 }  // namespace

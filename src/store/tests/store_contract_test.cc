@@ -207,6 +207,31 @@ TYPED_TEST(StoreContractTest, SpeedRecordsArePutAndDeletedIncrementally) {
   EXPECT_EQ((*back)->state, "s2");
 }
 
+TYPED_TEST(StoreContractTest, ReplacingRecordsDropsOnlyThoseWithThePrefix) {
+  SpeedCheckpoint cp{1, "s1", "p1"};
+  cp.put_records = {{"i1", "ids"}, {"v\x01", "a"}, {"v\xff", "b"}, {"w", "c"}, {"\xff\xff", "d"}};
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp).ok());
+  SpeedCheckpoint cp2{2, "s2", "p2"};
+  cp2.replace_records = true;
+  cp2.replace_prefix = "v";
+  cp2.put_records = {{"f", "snapshot"}};
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp2).ok());
+  auto records = (*this->store_->LoadSpeedCheckpoint())->records;
+  std::sort(records.begin(), records.end());
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"f", "snapshot"}, {"i1", "ids"}, {"w", "c"}, {"\xff\xff", "d"}};
+  EXPECT_EQ(records, want);
+  SpeedCheckpoint cp3{3, "s3", "p3"};
+  cp3.replace_records = true;
+  cp3.replace_prefix = "\xff";  // no upper bound: every key from the prefix on
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp3).ok());
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->records.size(), 3u);
+  SpeedCheckpoint cp4{4, "s4", "p4"};
+  cp4.replace_records = true;  // empty prefix: everything
+  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp4).ok());
+  EXPECT_TRUE((*this->store_->LoadSpeedCheckpoint())->records.empty());
+}
+
 TYPED_TEST(StoreContractTest, SpeedCommitOutOfEpochOrderIsAbortedAndChangesNothing) {
   ASSERT_TRUE(
       this->store_->CommitSpeed(this->SampleViews(1), {}, SpeedCheckpoint{1, "a", "p1"}).ok());
