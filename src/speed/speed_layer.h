@@ -1,7 +1,8 @@
 // The speed layer: micro-batches over a Log with the same business logic as the batch layer
 // (core::Aggregator), committing views, state and log positions together — exactly once.
 //
-// Model (docs/speed-layer.md): each active visitor keeps its applied events. When a micro-batch
+// Model (docs/speed-layer.md): each active visitor keeps its complete sessions summarized and
+// the events of the sessions that can still grow (visitor_state.h). When a micro-batch
 // touches a visitor, the visitor's previous contribution is retracted from the aggregator and
 // the new one added, so the speed views always equal "the batch layer over the applied beacons".
 // A beacon is late — counted, not applied — when its ts is below the watermark (greatest ts
