@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 DUET        = $(BUILD)/src/cli/duet
 
-.PHONY: all deps build build-asan demo test test-fast test-asan bench lint format clean
+.PHONY: all deps kafka-deps build build-asan demo test test-fast test-asan bench lint format clean
 
 all: build
 
@@ -26,7 +26,11 @@ demo: build
 # Every test: lint (clang-format, clang-tidy), the reference implementation's own tests, unit,
 # golden, integration (real processes) and the Python reference check, then the unit and golden
 # tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
-test: build build-asan
+# The Kafka broker the integration tests start (jars from Maven Central, cached).
+kafka-deps:
+	@bash scripts/kafka.sh fetch
+
+test: build build-asan kafka-deps
 	@bash scripts/lint.sh $(BUILD)
 	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
 	@cd $(BUILD) && ctest --output-on-failure -j 2

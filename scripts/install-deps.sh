@@ -9,6 +9,8 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
   python3 python3-venv time
+  librdkafka-dev maven default-jre-headless kcat
+  libboost-dev libboost-system-dev prometheus-cpp-dev curl wrk
 )
 
 missing=()

@@ -20,10 +20,13 @@
 #include <thread>
 #include <vector>
 
+#include "archive/archiver.h"
 #include "batch/batch.h"
 #include "beacon/beacon.h"
+#include "collect/collector.h"
 #include "gen/generator.h"
 #include "log/file_log.h"
+#include "log/kafka_log.h"
 #include "report/report.h"
 #include "serve/merge.h"
 #include "speed/speed_layer.h"
@@ -446,10 +449,25 @@ int CmdBadRows(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------- stream
 
+// A master-dataset folder or a kafka:// topic, as a Log.
+Result<std::unique_ptr<log::Log>> OpenLogSource(const std::string& source,
+                                                const std::string& group) {
+  if (source.starts_with("kafka://")) {
+    auto k = log::ParseKafkaUri(source);
+    if (!k.ok()) return k.status();
+    log::KafkaLogOptions o;
+    o.group = group;
+    return log::OpenKafkaLog(*k, o);
+  }
+  return log::OpenFileLog(source);
+}
+
 int CmdStream(const std::vector<std::string>& args) {
   Config c;
   c.Define("source", "",
-           "the log: a master-dataset folder read as a log (new files and lines are picked up)");
+           "the log: a master-dataset folder read as a log (new files and lines are picked up), "
+           "or kafka://HOST:PORT[,HOST:PORT...]/TOPIC");
+  c.Define("group", "duet-stream", "Kafka consumer group id (offsets live in the store)");
   c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
   c.Define("interval", "60s", "micro-batch interval when caught up");
   c.Define("lateness", "10m",
@@ -492,7 +510,7 @@ int CmdStream(const std::vector<std::string>& args) {
   };
   auto open = [&]() -> Result<Pipeline> {
     Pipeline p;
-    auto l = log::OpenFileLog(c.String("source"));
+    auto l = OpenLogSource(c.String("source"), c.String("group"));
     if (!l.ok()) return l.status();
     p.log = std::move(*l);
     auto st = store::OpenStore(c.String("store"));
@@ -818,6 +836,162 @@ int CmdDemo(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Splits HOST:PORT (an IPv6 host in brackets); InvalidArgument naming the flag otherwise.
+Status ParseHostPort(const std::string& flag, const std::string& value, std::string* host,
+                     uint16_t* port) {
+  const size_t colon = value.rfind(':');
+  const auto bad = [&] {
+    return Status::InvalidArgument(
+        "--" + flag + " '" + value +
+        "': expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0 = any free)");
+  };
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) return bad();
+  std::string h = value.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  const std::string p = value.substr(colon + 1);
+  if (p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return bad();
+  const int n = std::stoi(p);
+  if (n > 65535) return bad();
+  *host = h;
+  *port = static_cast<uint16_t>(n);
+  return Status::Ok();
+}
+
+int CmdCollect(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("listen", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port)");
+  c.Define("brokers", "", "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]");
+  c.Define("topic", "beacons", "Kafka topic the beacons are produced to (keyed by visitor)");
+  c.Define("threads", "0", "HTTP threads (0 = number of cores)");
+  c.Define("max-body", "1048576", "largest request body in bytes; larger ones get 413");
+  c.Define("max-buffered", "100000",
+           "beacons the producer may hold unacknowledged; beyond that requests get 503");
+  c.Define("delivery-timeout", "10s", "a beacon Kafka has not acknowledged by then fails (503)");
+  c.Define("retry-after", "5s", "the Retry-After of a 503");
+  if (int rc = ParseOrHelp("collect",
+                           "HTTP collector: POST /v1/beacons, produced to Kafka keyed by visitor; "
+                           "202 once Kafka acknowledged every beacon.",
+                           &c, args);
+      rc >= 0) {
+    return rc;
+  }
+  if (Status s = c.Require("brokers"); !s.ok()) return Fail("collect", s);
+  collect::CollectorOptions o;
+  if (Status s = ParseHostPort("listen", c.String("listen"), &o.host, &o.port); !s.ok()) {
+    return Fail("collect", s);
+  }
+  o.brokers = c.String("brokers");
+  o.topic = c.String("topic");
+  auto threads = c.Int("threads", 0, 256);
+  auto max_body = c.Int("max-body", 1, 1LL << 30);
+  auto max_buffered = c.Int("max-buffered", 1, 10'000'000);
+  auto timeout = c.DurationMs("delivery-timeout");
+  auto retry = c.DurationMs("retry-after");
+  for (const Status& s : {threads.status(), max_body.status(), max_buffered.status(),
+                          timeout.status(), retry.status()}) {
+    if (!s.ok()) return Fail("collect", s);
+  }
+  o.threads = static_cast<int>(*threads);
+  o.max_body_bytes = static_cast<size_t>(*max_body);
+  o.max_buffered_messages = static_cast<size_t>(*max_buffered);
+  o.delivery_timeout_ms = static_cast<int>(*timeout);
+  o.retry_after_s = static_cast<int>(std::max<int64_t>(1, *retry / 1000));
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  auto collector = collect::Collector::Start(o);
+  if (!collector.ok()) return Fail("collect", collector.status());
+  Log(LogLevel::kInfo, "collect.listening",
+      {{"host", o.host},
+       {"port", static_cast<int64_t>((*collector)->port())},
+       {"brokers", o.brokers},
+       {"topic", o.topic}});
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Log(LogLevel::kInfo, "collect.stopping", {});
+  (*collector)->Stop();
+  Log(LogLevel::kInfo, "collect.stop", {});
+  return kExitOk;
+}
+
+int CmdArchive(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("source", "", "kafka://HOST:PORT[,HOST:PORT...]/TOPIC to copy");
+  c.Define("out", "", "the master dataset folder (dt=YYYY-MM-DD/hr=HH/*.ndjson.zst)");
+  c.Define("group", "duet-archive", "Kafka consumer group id (progress lives in the file names)");
+  c.Define("roll-lines", "200000", "a file is written out after this many lines");
+  c.Define("roll-interval", "60s", "... or this long after its first line");
+  c.Define("drain", "false", "copy everything in the topic now, write every file and exit", true);
+  if (int rc = ParseOrHelp("archive", "Copies a Kafka topic into the master dataset, exactly once.",
+                           &c, args);
+      rc >= 0) {
+    return rc;
+  }
+  for (const char* name : {"source", "out"}) {
+    if (Status s = c.Require(name); !s.ok()) return Fail("archive", s);
+  }
+  auto source = log::ParseKafkaUri(c.String("source"));
+  if (!source.ok()) return Fail("archive", source.status());
+  archive::ArchiveOptions o;
+  o.out_dir = c.String("out");
+  auto roll_lines = c.Int("roll-lines", 1, 100'000'000);
+  auto roll_interval = c.DurationMs("roll-interval");
+  if (!roll_lines.ok()) return Fail("archive", roll_lines.status());
+  if (!roll_interval.ok()) return Fail("archive", roll_interval.status());
+  o.roll_lines = static_cast<size_t>(*roll_lines);
+  o.roll_interval_ms = *roll_interval;
+  const bool drain = c.Bool("drain");
+  log::KafkaLogOptions ko;
+  ko.group = c.String("group");
+  ko.max_line = 1 << 30;  // archive whole messages, whatever their size
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  int64_t backoff_ms = 0;
+  uint64_t total = 0;
+  while (!g_stop.load()) {
+    auto log = log::OpenKafkaLog(*source, ko);
+    Status failed = log.status();
+    if (log.ok()) {
+      archive::Archiver archiver(log->get(), source->topic, o);
+      failed = archiver.Recover();
+      if (failed.ok())
+        Log(LogLevel::kInfo, "archive.start",
+            {{"source", c.String("source")}, {"out", o.out_dir}, {"drain", drain}});
+      while (failed.ok() && !g_stop.load()) {
+        auto st = archiver.Step(drain);
+        if (!st.ok()) {
+          failed = st.status();
+          break;
+        }
+        backoff_ms = 0;
+        total += st->lines;
+        if (st->files_written > 0) {
+          Log(LogLevel::kInfo, "archive.files",
+              {{"files", st->files_written}, {"lines", st->lines_written}});
+        }
+        if (st->lines == 0) {
+          if (drain) break;
+          SleepUnlessStopped(std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+        }
+      }
+      if (failed.ok()) {
+        // Draining or stopping: write out every open file.
+        auto st = archiver.Flush();
+        if (!st.ok()) return Fail("archive", st.status());
+        Log(LogLevel::kInfo, "archive.stop",
+            {{"lines_this_run", total}, {"files", st->files_written}, {"signal", g_stop.load()}});
+        std::printf("archive: %" PRIu64 " lines -> %s\n", total, o.out_dir.c_str());
+        return kExitOk;
+      }
+    }
+    if (failed.code() != StatusCode::kUnavailable) return Fail("archive", failed);
+    backoff_ms = backoff_ms == 0 ? 200 : std::min<int64_t>(backoff_ms * 2, 30'000);
+    Log(LogLevel::kWarn, "archive.retry",
+        {{"error", failed.message()}, {"backoff_ms", backoff_ms}});
+    SleepUnlessStopped(std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms));
+  }
+  return kExitOk;
+}
+
 void Usage() {
   std::printf(
       "duet %s — Lambda-architecture clickstream engine\n\n"
@@ -827,6 +1001,8 @@ void Usage() {
       "  generate    write a seeded synthetic A/B workload (Hive layout)\n"
       "  batch       recompute every view from the master dataset into a store\n"
       "  stream      the speed layer: micro-batches over a log, exactly once (--drain to finish)\n"
+      "  collect     HTTP collector: POST /v1/beacons into Kafka, keyed by visitor\n"
+      "  archive     copy a Kafka topic into the master dataset, exactly once\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -851,7 +1027,7 @@ int main(int argc, char** argv) {
       kCommands = {
           {"demo", CmdDemo},     {"generate", CmdGenerate}, {"batch", CmdBatch},
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
-          {"stream", CmdStream},
+          {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

@@ -27,6 +27,8 @@ struct LogRecord {
   uint64_t offset = 0;       // byte offset of the line within the (decompressed) source
   uint64_t full_length = 0;  // the whole line's length, also when truncated
   bool truncated = false;    // bytes holds only the first max_line bytes
+  int64_t timestamp_ms = 0;  // arrival time when the log records one (Kafka: the message
+                             // timestamp), else 0
 };
 
 class Log {
@@ -47,6 +49,16 @@ class Log {
   // Continues from a position returned by Positions(). InvalidArgument if it cannot be decoded
   // or does not belong to this log.
   virtual Status Seek(std::string_view positions) = 0;
+
+  // For a log whose sources are independent ordered streams read concurrently (Kafka
+  // partitions): every source, and whether this reader has read all it holds now. Event time
+  // then advances per source, and a consumer's watermark must not pass a source that is still
+  // behind. Empty (the default) for a log read as one sequence (the file log).
+  struct SourceState {
+    std::string name;  // as in LogRecord::source
+    bool caught_up = false;
+  };
+  virtual std::vector<SourceState> Sources() const { return {}; }
 };
 
 }  // namespace duet::log

@@ -71,7 +71,7 @@ class SpeedLayer::Impl {
     }
     // A snapshot may still hold visitors forgotten since (their deletion removed only their own
     // record): forget them again, exactly as the running process did.
-    const int64_t horizon = watermark_ - options_.ttl_ms;
+    const int64_t horizon = TtlHorizon();
     visitors_.EraseIf([horizon](const VisitorTable::Entry& e) { return e.last_ts < horizon; });
     epoch_ = c.epoch;
     DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
@@ -98,12 +98,14 @@ class SpeedLayer::Impl {
     checkpoint_.put_records.clear();
     checkpoint_.delete_keys.clear();
     const int64_t watermark = watermark_;  // fixed for the whole micro-batch
-    id_horizon_ = watermark_ == INT64_MIN ? INT64_MIN : watermark_ - options_.ttl_ms;
+    id_horizon_ = TtlHorizon();
     // Two stages, kLag lines apart: parse a line and prefetch the id and visitor slots it will
     // need, then (kLag lines later, when they have arrived) dedup and apply it. Lines go through
     // the second stage in log order.
     size_t ring_head = 0;
     size_t ring_size = 0;
+    const std::vector<log::Log::SourceState> sources = log_->Sources();
+    const bool per_source = !sources.empty();
     beacon::Beacon b;
     beacon::BadReason reason;
     for (const log::LogRecord& r : records_) {
@@ -123,6 +125,7 @@ class SpeedLayer::Impl {
         --ring_size;
       }
       Staged& x = ring_[(ring_head + ring_size++) % kLag];
+      x.source = per_source ? SourceIndex(r.source) : 0;
       x.id_key = HashBytes(b.id);
       x.visitor_key = HashBytes(b.visitor);
       x.pending = Pending{
@@ -140,7 +143,7 @@ class SpeedLayer::Impl {
     duplicates_ += st.duplicates;
     applied_ += st.applied;
     late_ += st.late;
-    if (max_ts_ != INT64_MIN) watermark_ = std::max(watermark_, max_ts_ - options_.lateness_ms);
+    AdvanceWatermark(log_->Sources());
 
     // Each touched visitor's new events, grouped (a counting sort by visitor), then applied:
     // retract the old contribution, add the new one, fold sessions the new watermark completed.
@@ -251,8 +254,50 @@ class SpeedLayer::Impl {
     double value;
   };
 
+  // The watermark: the greatest applied ts minus the lateness — for a log of independent
+  // streams (Kafka partitions), the least over the streams that are not caught up of their
+  // greatest applied ts (a stream with nothing applied yet holds it back entirely), so that one
+  // partition read ahead of another does not make the other's beacons late. Never moves back.
+  void AdvanceWatermark(const std::vector<log::Log::SourceState>& sources) {
+    int64_t newest = max_ts_;
+    if (!sources.empty()) {
+      int64_t least = INT64_MAX;
+      for (const log::Log::SourceState& s : sources) {
+        if (s.caught_up) continue;
+        const auto it = std::find(source_names_.begin(), source_names_.end(), s.name);
+        least = std::min(least, it == source_names_.end()
+                                    ? INT64_MIN
+                                    : source_max_[static_cast<size_t>(it - source_names_.begin())]);
+      }
+      if (least != INT64_MAX) newest = least;
+    }
+    if (newest != INT64_MIN) watermark_ = std::max(watermark_, newest - options_.lateness_ms);
+  }
+
+  uint32_t SourceIndex(std::string_view name) {
+    if (last_source_ < source_names_.size() && source_names_[last_source_] == name) {
+      return last_source_;
+    }
+    const auto it = std::find(source_names_.begin(), source_names_.end(), name);
+    if (it != source_names_.end()) {
+      last_source_ = static_cast<uint32_t>(it - source_names_.begin());
+    } else {
+      last_source_ = static_cast<uint32_t>(source_names_.size());
+      source_names_.emplace_back(name);
+      source_max_.push_back(INT64_MIN);
+    }
+    return last_source_;
+  }
+
+  // Visitors and ids older than this are forgotten. INT64_MIN while there is no watermark yet
+  // (a Kafka partition with nothing applied holds it back) — never an overflowed subtraction.
+  int64_t TtlHorizon() const {
+    return watermark_ == INT64_MIN ? INT64_MIN : watermark_ - options_.ttl_ms;
+  }
+
   // A parsed valid line waiting for its second stage.
   struct Staged {
+    uint32_t source;  // SourceIndex, for a log of independent streams; else 0
     Hash128 id_key;
     Hash128 visitor_key;
     Pending pending;  // visitor not yet set
@@ -287,6 +332,7 @@ class SpeedLayer::Impl {
     pending_.back().visitor = d - 1;
     e->last_ts = std::max(e->last_ts, ts);
     max_ts_ = std::max(max_ts_, ts);
+    if (x.source < source_max_.size()) source_max_[x.source] = std::max(source_max_[x.source], ts);
   }
 
   // Decodes the entry's state into done_ and open_.
@@ -411,7 +457,7 @@ class SpeedLayer::Impl {
 
   // Forgets visitors and ids older than the TTL behind the watermark. Returns visitors dropped.
   uint64_t Expire() {
-    const int64_t horizon = watermark_ - options_.ttl_ms;
+    const int64_t horizon = TtlHorizon();
     const uint64_t n = visitors_.EraseIf([&](const VisitorTable::Entry& e) {
       if (e.last_ts >= horizon) return false;
       checkpoint_.delete_keys.push_back(VisitorKey(e.key));
@@ -461,6 +507,11 @@ class SpeedLayer::Impl {
     for (const uint64_t n : bad_by_reason_) w->U64(n);
     w->I64(max_ts_);
     w->I64(watermark_);
+    w->U64(source_names_.size());
+    for (size_t i = 0; i < source_names_.size(); ++i) {
+      w->Str(source_names_[i]);
+      w->I64(source_max_[i]);
+    }
     catalog_.Save(w);
     aggregator_.Save(w);
     w->U64(id_chunks_.size());
@@ -516,7 +567,7 @@ class SpeedLayer::Impl {
   }
 
   void ReadIdList(ByteReader* r) {
-    const int64_t horizon = watermark_ - options_.ttl_ms;
+    const int64_t horizon = TtlHorizon();
     const uint64_t n = r->U64();
     int64_t ts = 0;
     for (uint64_t i = 0; r->ok() && i < n; ++i) {
@@ -585,6 +636,12 @@ class SpeedLayer::Impl {
     for (uint64_t& n : bad_by_reason_) n = r.U64();
     max_ts_ = r.I64();
     watermark_ = r.I64();
+    const uint64_t nsources = r.U64();
+    if (!r.ok() || nsources > bytes.size()) return Corrupt();
+    for (uint64_t i = 0; i < nsources; ++i) {
+      source_names_.emplace_back(r.Str());
+      source_max_.push_back(r.I64());
+    }
     if (!catalog_.Load(&r) || !aggregator_.Load(&r)) return Corrupt();
     const uint64_t chunks = r.U64();
     for (uint64_t i = 0; r.ok() && i < chunks; ++i) {
@@ -630,6 +687,10 @@ class SpeedLayer::Impl {
   int64_t watermark_ = INT64_MIN;
   int64_t epoch_ = 0;
   int64_t id_horizon_ = INT64_MIN;  // ids with a ts below are forgotten (watermark - TTL)
+  // Per stream of a log of independent streams: its name and greatest applied ts.
+  std::vector<std::string> source_names_;
+  std::vector<int64_t> source_max_;
+  uint32_t last_source_ = 0;
   core::Views views_;
   // Scratch reused across micro-batches.
   std::vector<log::LogRecord> records_;

@@ -1,0 +1,488 @@
+#include "collect/collector.h"
+
+#include <librdkafka/rdkafka.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <simdjson.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "log/kafka_conf.h"
+#include "util/log.h"
+
+namespace duet::collect {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+Result<BodyType> ParseContentType(std::string_view content_type) {
+  std::string_view t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  std::string lower(t);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "application/json") return BodyType::kJson;
+  if (lower == "application/x-ndjson" || lower == "application/ndjson") return BodyType::kNdjson;
+  return Status::NotSupported("content type '" + std::string(content_type) +
+                              "' is not accepted (expected application/json, "
+                              "application/x-ndjson or application/ndjson)");
+}
+
+namespace {
+
+std::string VisitorOf(const simdjson::dom::element& e) {
+  if (!e.is_object()) return {};
+  std::string_view v;
+  if (e["visitor"].get(v) != simdjson::SUCCESS) return {};
+  return std::string(v);
+}
+
+void AddLine(std::string_view line, simdjson::dom::parser* parser, std::vector<Message>* out) {
+  Message m{std::string(line), {}};
+  simdjson::dom::element e;
+  if (parser->parse(line).get(e) == simdjson::SUCCESS) m.key = VisitorOf(e);
+  out->push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<Message> SplitBody(std::string_view body, BodyType type) {
+  thread_local simdjson::dom::parser parser;
+  std::vector<Message> out;
+  if (type == BodyType::kJson) {
+    simdjson::dom::element doc;
+    if (parser.parse(body).get(doc) == simdjson::SUCCESS) {
+      simdjson::dom::array array;
+      if (doc.get_array().get(array) == simdjson::SUCCESS) {
+        for (const simdjson::dom::element e : array) {
+          out.push_back(Message{simdjson::minify(e), VisitorOf(e)});
+        }
+      } else {
+        out.push_back(Message{simdjson::minify(doc), VisitorOf(doc)});
+      }
+      return out;
+    }
+    // Not valid JSON: each line becomes a message (and a bad row downstream).
+  }
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t end = body.find('\n', start);
+    if (end == std::string_view::npos) end = body.size();
+    AddLine(body.substr(start, end - start), &parser, &out);
+    start = end + 1;
+  }
+  return out;
+}
+
+namespace {
+
+// The beacons of one request in flight: the last delivery report completes it.
+struct Tracker {
+  std::atomic<int64_t> pending{1};  // +1 held by the producing thread until it has produced all
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::string error;
+  std::function<void(bool ok, std::string error)> done;
+
+  void Fail(std::string why) {
+    std::lock_guard<std::mutex> l(mu);
+    if (!failed.exchange(true)) error = std::move(why);
+  }
+  // Drops `n` pending; the one that reaches zero completes the request.
+  void Release(int64_t n) {
+    if (pending.fetch_sub(n) == n) {
+      done(!failed.load(), error);
+      delete this;
+    }
+  }
+};
+
+class Metrics {
+ public:
+  Metrics()
+      : registry_(std::make_shared<prometheus::Registry>()),
+        requests_(prometheus::BuildCounter()
+                      .Name("duet_collect_requests_total")
+                      .Help("HTTP requests answered, by status code")
+                      .Register(*registry_)),
+        beacons_(prometheus::BuildCounter()
+                     .Name("duet_collect_beacons_total")
+                     .Help("Beacons acknowledged by Kafka")
+                     .Register(*registry_)
+                     .Add({})),
+        rejected_(prometheus::BuildCounter()
+                      .Name("duet_collect_beacons_rejected_total")
+                      .Help("Beacons of requests answered 503 (the client retries them)")
+                      .Register(*registry_)
+                      .Add({})),
+        latency_(prometheus::BuildHistogram()
+                     .Name("duet_collect_request_duration_seconds")
+                     .Help("Time from a request's arrival to its answer")
+                     .Register(*registry_)
+                     .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01,
+                                                                      0.025, 0.05, 0.1, 0.25, 0.5,
+                                                                      1, 2.5, 5, 10})),
+        queued_(prometheus::BuildGauge()
+                    .Name("duet_collect_kafka_queue_messages")
+                    .Help("Beacons waiting in the producer queue")
+                    .Register(*registry_)
+                    .Add({})),
+        ready_(prometheus::BuildGauge()
+                   .Name("duet_collect_kafka_ready")
+                   .Help("1 when a broker answered within the last check")
+                   .Register(*registry_)
+                   .Add({})) {}
+
+  void Answered(unsigned code, double seconds) {
+    requests_.Add({{"code", std::to_string(code)}}).Increment();
+    latency_.Observe(seconds);
+  }
+  prometheus::Counter& beacons() { return beacons_; }
+  prometheus::Counter& rejected() { return rejected_; }
+  prometheus::Gauge& queued() { return queued_; }
+  prometheus::Gauge& ready() { return ready_; }
+  std::string Text() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Counter& beacons_;
+  prometheus::Counter& rejected_;
+  prometheus::Histogram& latency_;
+  prometheus::Gauge& queued_;
+  prometheus::Gauge& ready_;
+};
+
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  auto* t = static_cast<Tracker*>(m->_private);
+  if (t == nullptr) return;
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) t->Fail(rd_kafka_err2str(m->err));
+  t->Release(1);
+}
+
+class CollectorImpl;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, CollectorImpl* owner) : stream_(std::move(socket)), owner_(owner) {}
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
+  }
+
+ private:
+  void Read();
+  void OnRead(beast::error_code ec);
+  void Handle();
+  void Send(http::response<http::string_body> res);
+  void Problem(http::status status, std::string detail, bool close = false);
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> req_;
+  std::shared_ptr<http::response<http::string_body>> res_;
+  std::chrono::steady_clock::time_point started_;
+  CollectorImpl* owner_;
+};
+
+class CollectorImpl final : public Collector {
+ public:
+  explicit CollectorImpl(CollectorOptions o)
+      : options_(std::move(o)),
+        threads_(options_.threads > 0 ? options_.threads
+                                      : std::max(1u, std::thread::hardware_concurrency())),
+        ioc_(threads_),
+        acceptor_(ioc_) {}
+
+  ~CollectorImpl() override {
+    Stop();
+    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+  }
+
+  Status Init() {
+    if (options_.brokers.empty()) return Status::InvalidArgument("--brokers is required");
+    if (options_.topic.empty()) return Status::InvalidArgument("--topic is required");
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    const std::pair<const char*, std::string> settings[] = {
+        {"bootstrap.servers", options_.brokers},
+        {"client.id", "duet-collect"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "5"},
+        {"compression.type", "lz4"},
+        {"queue.buffering.max.messages", std::to_string(options_.max_buffered_messages)},
+        {"message.timeout.ms", std::to_string(options_.delivery_timeout_ms)},
+        {"log_level", "3"},
+    };
+    for (const auto& [name, value] : settings) {
+      if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
+                                       err);
+      }
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+    log::RouteKafkaLogs(conf);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (rk_ == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string("kafka producer: ") + err);
+    }
+    beast::error_code ec;
+    const auto address = net::ip::make_address(options_.host, ec);
+    if (ec)
+      return Status::InvalidArgument("--listen: '" + options_.host + "' is not an IP address");
+    const tcp::endpoint ep(address, options_.port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Status::IoError("cannot listen on " + options_.host + ":" +
+                             std::to_string(options_.port) + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    for (int i = 0; i < threads_; ++i) workers_.emplace_back([this] { ioc_.run(); });
+    poller_ = std::thread([this] { PollLoop(); });
+    return Status::Ok();
+  }
+
+  uint16_t port() const override { return port_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    net::post(acceptor_.get_executor(), [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    // Requests in flight complete with their delivery reports; flush waits for those.
+    if (rk_ != nullptr) rd_kafka_flush(rk_, options_.delivery_timeout_ms);
+    stop_poll_ = true;
+    if (poller_.joinable()) poller_.join();
+    ioc_.stop();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  const CollectorOptions& options() const { return options_; }
+  Metrics& metrics() { return metrics_; }
+  bool ready() const { return ready_.load(); }
+
+  // Produces the request's messages; `done` runs (on any thread) once all are acknowledged, or
+  // one failed or could not be queued.
+  void Produce(std::vector<Message> messages, std::function<void(bool, std::string)> done) {
+    auto* t = new Tracker;
+    t->done = std::move(done);
+    const auto n = static_cast<int64_t>(messages.size());
+    t->pending.fetch_add(n);
+    int64_t produced = 0;
+    for (Message& m : messages) {
+      const rd_kafka_resp_err_t e = rd_kafka_producev(
+          rk_, RD_KAFKA_V_TOPIC(options_.topic.c_str()),
+          RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
+          RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        t->Fail(e == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                    ? "the producer queue is full (" +
+                          std::to_string(options_.max_buffered_messages) + " beacons)"
+                    : rd_kafka_err2str(e));
+        break;
+      }
+      ++produced;
+    }
+    t->Release(n - produced + 1);  // the ones never queued, and the producing thread's hold
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
+      if (ec) {
+        if (!acceptor_.is_open()) return;
+      } else {
+        std::make_shared<Session>(std::move(s), this)->Run();
+      }
+      Accept();
+    });
+  }
+
+  // Serves delivery reports and checks that a broker answers, until Stop.
+  void PollLoop() {
+    auto next_check = std::chrono::steady_clock::now();
+    while (!stop_poll_.load()) {
+      rd_kafka_poll(rk_, 50);
+      metrics_.queued().Set(rd_kafka_outq_len(rk_));
+      if (std::chrono::steady_clock::now() >= next_check) {
+        const rd_kafka_metadata_t* md = nullptr;
+        const bool ok = rd_kafka_metadata(rk_, 0, nullptr, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (md != nullptr) rd_kafka_metadata_destroy(md);
+        ready_ = ok;
+        metrics_.ready().Set(ok ? 1 : 0);
+        next_check = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      }
+    }
+  }
+
+  const CollectorOptions options_;
+  const int threads_;
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  rd_kafka_t* rk_ = nullptr;
+  uint16_t port_ = 0;
+  std::vector<std::thread> workers_;
+  std::thread poller_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> stop_poll_{false};
+  std::atomic<bool> ready_{false};
+  Metrics metrics_;
+};
+
+void Session::Read() {
+  parser_.emplace();
+  parser_->body_limit(owner_->options().max_body_bytes);
+  stream_.expires_after(std::chrono::seconds(30));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void Session::OnRead(beast::error_code ec) {
+  started_ = std::chrono::steady_clock::now();
+  if (ec == http::error::body_limit) {
+    Problem(http::status::payload_too_large,
+            "the body is larger than " + std::to_string(owner_->options().max_body_bytes) +
+                " bytes; send fewer beacons per request",
+            /*close=*/true);
+    return;
+  }
+  if (ec) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  req_ = parser_->release();
+  Handle();
+}
+
+void Session::Problem(http::status status, std::string detail, bool close) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "application/problem+json");
+  std::string body = "{\"type\":\"about:blank\",\"title\":\"";
+  body += std::string(http::obsolete_reason(status));
+  body += "\",\"status\":" + std::to_string(static_cast<unsigned>(status)) + ",\"detail\":\"";
+  for (const char c : detail) {
+    if (c == '"' || c == '\\') body.push_back('\\');
+    body.push_back(c);
+  }
+  body += "\"}";
+  res.body() = std::move(body);
+  if (status == http::status::service_unavailable) {
+    res.set(http::field::retry_after, std::to_string(owner_->options().retry_after_s));
+  }
+  res.keep_alive(!close && req_.keep_alive());
+  Send(std::move(res));
+}
+
+void Session::Handle() {
+  const std::string_view target(req_.target().data(), req_.target().size());
+  const std::string_view path = target.substr(0, target.find('?'));
+  const auto text = [&](http::status status, std::string body, std::string_view type) {
+    http::response<http::string_body> res{status, 11};
+    res.set(http::field::content_type, std::string(type));
+    res.body() = std::move(body);
+    res.keep_alive(req_.keep_alive());
+    Send(std::move(res));
+  };
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
+    if (req_.method() != http::verb::get && req_.method() != http::verb::head) {
+      Problem(http::status::method_not_allowed, std::string(path) + " accepts GET");
+      return;
+    }
+    if (path == "/healthz")
+      return text(http::status::ok, "{\"status\":\"ok\"}\n", "application/json");
+    if (path == "/metrics") {
+      return text(http::status::ok, owner_->metrics().Text(),
+                  "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (owner_->ready())
+      return text(http::status::ok, "{\"status\":\"ready\"}\n", "application/json");
+    return Problem(http::status::service_unavailable,
+                   "no Kafka broker of " + owner_->options().brokers + " answered");
+  }
+  if (path != "/v1/beacons") {
+    Problem(http::status::not_found, "no resource " + std::string(path) +
+                                         " (POST /v1/beacons, GET /healthz, /readyz, /metrics)");
+    return;
+  }
+  if (req_.method() != http::verb::post) {
+    Problem(http::status::method_not_allowed, "/v1/beacons accepts POST");
+    return;
+  }
+  const auto ct = req_[http::field::content_type];
+  auto type = ParseContentType(std::string_view(ct.data(), ct.size()));
+  if (!type.ok()) {
+    Problem(http::status::unsupported_media_type, type.status().message());
+    return;
+  }
+  std::vector<Message> messages = SplitBody(req_.body(), *type);
+  const size_t n = messages.size();
+  if (n == 0) {
+    text(http::status::accepted, "{\"accepted\":0}\n", "application/json");
+    return;
+  }
+  owner_->Produce(std::move(messages), [self = shared_from_this(), n](bool ok, std::string error) {
+    net::post(self->stream_.get_executor(), [self, ok, n, error] {
+      if (ok) {
+        self->owner_->metrics().beacons().Increment(static_cast<double>(n));
+        http::response<http::string_body> res{http::status::accepted, 11};
+        res.set(http::field::content_type, "application/json");
+        res.body() = "{\"accepted\":" + std::to_string(n) + "}\n";
+        res.keep_alive(self->req_.keep_alive());
+        self->Send(std::move(res));
+      } else {
+        self->owner_->metrics().rejected().Increment(static_cast<double>(n));
+        self->Problem(http::status::service_unavailable,
+                      "Kafka did not acknowledge every beacon (" + error + "); retry the request");
+      }
+    });
+  });
+}
+
+void Session::Send(http::response<http::string_body> res) {
+  res.set(http::field::server, "duet-collect");
+  res.prepare_payload();
+  owner_->metrics().Answered(
+      res.result_int(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  res_ = std::make_shared<http::response<http::string_body>>(std::move(res));
+  http::async_write(stream_, *res_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (ec || !self->res_->keep_alive()) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    self->Read();
+  });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Collector>> Collector::Start(const CollectorOptions& options) {
+  auto c = std::make_unique<CollectorImpl>(options);
+  DUET_RETURN_IF_ERROR(c->Init());
+  return std::unique_ptr<Collector>(std::move(c));
+}
+
+}  // namespace duet::collect

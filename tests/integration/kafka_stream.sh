@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The speed layer on a real Kafka broker (KRaft, started by scripts/kafka.sh on a free loopback
+# port; no mock). A generated dataset is produced to a 4-partition topic keyed by visitor (kcat,
+# idempotent producer, acks=all). `duet stream --source kafka://…` is killed with SIGKILL at
+# random points (at least 3 times) and restarted, stopped with SIGTERM, then drained. Its report
+# must equal `duet batch` over the same files figure by figure, and so must the merged view
+# (batch over the first half of the files + speed).
+#
+# Partitions are consumed concurrently, so event time is not in order across them: the speed
+# layer's watermark is the least over the partitions that are not caught up (one partition read
+# ahead must not make another's beacons late). With no beacon generated late, nothing may be
+# counted late, and the comparison is exact at the default lateness.
+set -euo pipefail
+duet=$1 src=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+kafka="$src/scripts/kafka.sh"
+trap 'bash "$kafka" stop "$work/kafka"' EXIT
+for tool in kcat java python3 sqlite3; do
+  command -v "$tool" >/dev/null || { echo "FAILED: $tool is not installed (run scripts/install-deps.sh)"; exit 1; }
+done
+bootstrap=$(bash "$kafka" start "$work/kafka")
+echo "kafka broker at $bootstrap"
+seed=${DUET_TEST_SEED:-$RANDOM}
+echo "kafka stream test, seed $seed"
+lines=200000
+"$duet" generate --out "$work/master" --beacons "$lines" --seed "$seed" --hours 6 --late-fraction 0 \
+  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 20000 2>/dev/null
+"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
+"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+
+python3 "$src/tests/integration/kafka_produce.py" "$work/master" 2>"$work/produce.log" |
+  kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all
+cat "$work/produce.log"
+grep -q " 0 skipped" "$work/produce.log" || { echo "FAILED: lines could not be produced"; exit 1; }
+in_topic=$(kcat -C -b "$bootstrap" -t beacons -e -q -o beginning -f 'x\n' | wc -l)
+[ "$in_topic" -eq "$lines" ] || { echo "FAILED: $in_topic messages in the topic, expected $lines"; exit 1; }
+echo "produced $in_topic messages"
+
+mkdir -p "$work/early"
+(cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
+  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+"$duet" batch --input "$work/early" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
+
+args=(stream --source "kafka://$bootstrap/beacons" --group duet-test --store "sqlite:$work/speed.sqlite"
+      --max-batch 100 --interval 50ms)
+kills=0
+for i in $(seq 1 6); do
+  "$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
+  pid=$!
+  sleep "0.$(( (RANDOM % 45) + 5 ))"
+  if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+  wait "$pid" 2>/dev/null || true
+  epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
+  echo "kill $i: SIGKILL sent, committed epoch now ${epoch:-0}"
+done
+[ "$kills" -ge 3 ] || { echo "FAILED: only $kills kills landed"; exit 1; }
+
+"$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
+pid=$!
+sleep 0.5
+kill -TERM "$pid"
+if ! wait "$pid"; then echo "FAILED: stream did not exit 0 on SIGTERM"; exit 1; fi
+echo "SIGTERM: clean exit"
+
+"$duet" "${args[@]}" --drain 2>>"$work/stream.log"
+if grep -q '"level":"error"' "$work/stream.log"; then
+  echo "FAILED: a stream process reported an error:"; grep '"level":"error"' "$work/stream.log" | head -3; exit 1
+fi
+"$duet" report --store "sqlite:$work/speed.sqlite" --layer speed --json --full >"$work/speed.json"
+python3 "$src/tests/integration/speed_as_batch.py" "$work/speed.json"
+python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/speed.json"
+"$duet" report --store "sqlite:$work/speed.sqlite" --layer merged --json --full >"$work/merged.json"
+echo "merged view (batch over the first half, speed over the topic) vs batch over everything:"
+python3 "$src/tests/reference/compare.py" --ignore input --ignore event_time "$work/batch.json" \
+  "$work/merged.json"
+echo "kafka stream test passed ($kills SIGKILLs)"
