@@ -16,20 +16,28 @@ mkdir -p "$work/log"
   2>"$work/stream.log" >/dev/null &
 pid=$!
 sleep 0.5
-# Hold the write lock for 2 s: every commit in that window fails after 100 ms.
-python3 - "$work/speed.sqlite" <<'PY' &
+# Hold the write lock until the stream has failed a commit (it logs stream.retry; at most 20 s),
+# then 1 s more: every commit in that window fails after 100 ms. Waiting on events rather than
+# fixed sleeps keeps the test exact on a loaded machine (CTest runs tests in parallel).
+python3 - "$work/speed.sqlite" "$work/stream.log" <<'PY' &
 import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
 c.execute("BEGIN EXCLUSIVE")
-time.sleep(2)
+deadline = time.time() + 20
+while time.time() < deadline and '"event":"stream.retry"' not in open(sys.argv[2]).read():
+    time.sleep(0.05)
+time.sleep(1)
 c.execute("COMMIT")
 PY
 locker=$!
 sleep 0.3
 cp -r "$work/master/." "$work/log/"
 wait "$locker"
-# Backoff doubles from 200 ms: the outage ends within a 1.6 s wait, well inside 3 s.
-sleep 3
+# Backoff doubles from 200 ms up to 30 s: wait (at most 60 s) until the stream says it resumed.
+for _ in $(seq 1 600); do
+  grep -q '"event":"stream.resumed"' "$work/stream.log" && break
+  sleep 0.1
+done
 kill -TERM "$pid"
 if ! wait "$pid"; then echo "FAILED: stream exited non-zero"; tail -3 "$work/stream.log"; exit 1; fi
 retries=$(grep -c '"event":"stream.retry"' "$work/stream.log" || true)
