@@ -11,12 +11,23 @@ function(duet_cc_library)
   target_link_libraries(duet_${A_NAME} PUBLIC ${A_DEPS})
 endfunction()
 
+# FIXTURE (optional): the tests need a server that a CTest fixture starts (e.g. kafka_broker);
+# they are then labelled `integration`, like every test that starts real processes.
 function(duet_cc_test)
-  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;FIXTURE" "SRCS;DEPS" ${ARGN})
   add_executable(${A_NAME} ${A_SRCS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
-  gtest_discover_tests(${A_NAME} DISCOVERY_TIMEOUT 60
-    PROPERTIES ENVIRONMENT "DUET_SOURCE_DIR=${PROJECT_SOURCE_DIR};DUET_BINARY=${PROJECT_BINARY_DIR}/src/cli/duet")
+  # ENVIRONMENT takes one variable here: gtest_discover_tests splits a list and reads the rest as
+  # property names. A fixture's address reaches its tests as a compile definition instead.
+  set(env "DUET_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  if(A_FIXTURE)
+    target_compile_definitions(${A_NAME} PRIVATE
+      DUET_TEST_FIXTURE_DIR="${PROJECT_BINARY_DIR}/${A_FIXTURE}-fixture")
+    gtest_discover_tests(${A_NAME} DISCOVERY_TIMEOUT 60
+      PROPERTIES ENVIRONMENT "${env}" FIXTURES_REQUIRED ${A_FIXTURE} LABELS integration)
+  else()
+    gtest_discover_tests(${A_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ENVIRONMENT "${env}")
+  endif()
   foreach(s ${A_SRCS})
     get_filename_component(abs ${s} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
     set_property(GLOBAL APPEND PROPERTY DUET_TEST_SOURCES ${abs})

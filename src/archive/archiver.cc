@@ -87,7 +87,7 @@ Status Archiver::Recover() {
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file(ec)) continue;
     const std::string name = it->path().filename().string();
-    if (name.rfind(".tmp-", 0) == 0) {
+    if (name.rfind(".tmp-" + topic_ + "-p", 0) == 0) {  // only this topic's: others may be busy
       fs::remove(it->path(), ec);  // a file a crash left unfinished: its messages are read again
       continue;
     }

@@ -29,6 +29,7 @@
 #include "log/kafka_log.h"
 #include "report/report.h"
 #include "serve/merge.h"
+#include "speed/kafka_bad_rows.h"
 #include "speed/speed_layer.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -468,6 +469,9 @@ int CmdStream(const std::vector<std::string>& args) {
            "the log: a master-dataset folder read as a log (new files and lines are picked up), "
            "or kafka://HOST:PORT[,HOST:PORT...]/TOPIC");
   c.Define("group", "duet-stream", "Kafka consumer group id (offsets live in the store)");
+  c.Define("bad-topic", "",
+           "Kafka source only: topic that also receives every bad row (default <topic>.bad; "
+           "'none' to turn off)");
   c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
   c.Define("interval", "60s", "micro-batch interval when caught up");
   c.Define("lateness", "10m",
@@ -500,6 +504,17 @@ int CmdStream(const std::vector<std::string>& args) {
   if (!max_batch.ok()) return Fail("stream", max_batch.status());
   o.max_batch_lines = static_cast<size_t>(*max_batch);
   const bool drain = c.Bool("drain");
+  std::unique_ptr<speed::BadRowSink> bad_sink;
+  if (c.String("source").starts_with("kafka://") && c.String("bad-topic") != "none") {
+    auto k = log::ParseKafkaUri(c.String("source"));
+    if (!k.ok()) return Fail("stream", k.status());
+    const std::string topic =
+        c.String("bad-topic").empty() ? k->topic + ".bad" : c.String("bad-topic");
+    auto sink = speed::OpenKafkaBadRowSink(k->brokers, topic);
+    if (!sink.ok()) return Fail("stream", sink.status());
+    bad_sink = std::move(*sink);
+    o.bad_row_sink = bad_sink.get();
+  }
 
   // The log, the store and the engine, rebuilt together after a transient failure: a failed
   // micro-batch leaves the engine's memory ahead of the store, so it restarts from the checkpoint.
@@ -895,6 +910,10 @@ int CmdCollect(const std::vector<std::string>& args) {
   o.threads = static_cast<int>(*threads);
   o.max_body_bytes = static_cast<size_t>(*max_body);
   o.max_buffered_messages = static_cast<size_t>(*max_buffered);
+  if (*timeout <= 0) {
+    return Fail("collect", Status::InvalidArgument("--delivery-timeout must be positive (0 would "
+                                                   "mean: wait for Kafka forever)"));
+  }
   o.delivery_timeout_ms = static_cast<int>(*timeout);
   o.retry_after_s = static_cast<int>(std::max<int64_t>(1, *retry / 1000));
   std::signal(SIGTERM, OnStopSignal);

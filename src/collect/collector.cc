@@ -87,6 +87,10 @@ std::vector<Message> SplitBody(std::string_view body, BodyType type) {
 
 namespace {
 
+// The largest beacon produced: below the broker's default message size limit (1,000,012 bytes
+// on the wire with headers) and librdkafka's message.max.bytes (1,000,000).
+constexpr size_t kMaxMessageBytes = 900'000;
+
 // The beacons of one request in flight: the last delivery report completes it.
 struct Tracker {
   std::atomic<int64_t> pending{1};  // +1 held by the producing thread until it has produced all
@@ -192,7 +196,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;
   std::shared_ptr<http::response<http::string_body>> res_;
+  std::shared_ptr<http::response<http::empty_body>> head_res_;
   std::chrono::steady_clock::time_point started_;
+  bool head_ = false;  // the request was HEAD: the response has headers only
   CollectorImpl* owner_;
 };
 
@@ -203,7 +209,8 @@ class CollectorImpl final : public Collector {
         threads_(options_.threads > 0 ? options_.threads
                                       : std::max(1u, std::thread::hardware_concurrency())),
         ioc_(threads_),
-        acceptor_(ioc_) {}
+        acceptor_(net::make_strand(ioc_)),
+        accept_retry_(acceptor_.get_executor()) {}
 
   ~CollectorImpl() override {
     Stop();
@@ -264,18 +271,31 @@ class CollectorImpl final : public Collector {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    stopping_ = true;  // new requests get 503 from now on
     net::post(acceptor_.get_executor(), [this] {
       beast::error_code ec;
       acceptor_.close(ec);
+      accept_retry_.cancel();
     });
-    // Requests in flight complete with their delivery reports; flush waits for those.
-    if (rk_ != nullptr) rd_kafka_flush(rk_, options_.delivery_timeout_ms);
+    // Requests in flight complete with their delivery reports (the poller keeps serving them)
+    // and their answers are written; then the producer is flushed and the threads stop.
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(options_.delivery_timeout_ms + 2000);
+    while ((inflight_.load() > 0 || writes_.load() > 0) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (rk_ != nullptr) rd_kafka_flush(rk_, 1000);
     stop_poll_ = true;
     if (poller_.joinable()) poller_.join();
     ioc_.stop();
     for (std::thread& t : workers_) t.join();
     workers_.clear();
   }
+
+  bool stopping() const { return stopping_.load(); }
+  void WriteStarted() { ++writes_; }
+  void WriteDone() { --writes_; }
 
   const CollectorOptions& options() const { return options_; }
   Metrics& metrics() { return metrics_; }
@@ -285,7 +305,11 @@ class CollectorImpl final : public Collector {
   // one failed or could not be queued.
   void Produce(std::vector<Message> messages, std::function<void(bool, std::string)> done) {
     auto* t = new Tracker;
-    t->done = std::move(done);
+    ++inflight_;
+    t->done = [this, done = std::move(done)](bool ok, std::string error) {
+      done(ok, std::move(error));
+      --inflight_;
+    };
     const auto n = static_cast<int64_t>(messages.size());
     t->pending.fetch_add(n);
     int64_t produced = 0;
@@ -310,11 +334,17 @@ class CollectorImpl final : public Collector {
  private:
   void Accept() {
     acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
+      if (!acceptor_.is_open()) return;
       if (ec) {
-        if (!acceptor_.is_open()) return;
-      } else {
-        std::make_shared<Session>(std::move(s), this)->Run();
+        // E.g. too many open files: try again shortly instead of spinning.
+        Log(LogLevel::kWarn, "collect.accept_failed", {{"error", ec.message()}});
+        accept_retry_.expires_after(std::chrono::milliseconds(100));
+        accept_retry_.async_wait([this](beast::error_code) {
+          if (acceptor_.is_open()) Accept();
+        });
+        return;
       }
+      std::make_shared<Session>(std::move(s), this)->Run();
       Accept();
     });
   }
@@ -326,9 +356,16 @@ class CollectorImpl final : public Collector {
       rd_kafka_poll(rk_, 50);
       metrics_.queued().Set(rd_kafka_outq_len(rk_));
       if (std::chrono::steady_clock::now() >= next_check) {
+        // A short timeout: delivery reports wait while this blocks.
         const rd_kafka_metadata_t* md = nullptr;
-        const bool ok = rd_kafka_metadata(rk_, 0, nullptr, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        bool ok = rd_kafka_metadata(rk_, 0, nullptr, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (md != nullptr) rd_kafka_metadata_destroy(md);
+        char fatal[256];
+        if (rd_kafka_fatal_error(rk_, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          // The idempotent producer cannot go on (every produce fails): not ready, and say why.
+          if (ready_.load()) Log(LogLevel::kError, "collect.kafka_fatal", {{"error", fatal}});
+          ok = false;
+        }
         ready_ = ok;
         metrics_.ready().Set(ok ? 1 : 0);
         next_check = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -347,10 +384,15 @@ class CollectorImpl final : public Collector {
   std::atomic<bool> stopped_{false};
   std::atomic<bool> stop_poll_{false};
   std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> inflight_{0};  // requests waiting for Kafka
+  std::atomic<int64_t> writes_{0};    // answers being written
+  net::steady_timer accept_retry_;
   Metrics metrics_;
 };
 
 void Session::Read() {
+  head_ = false;
   parser_.emplace();
   parser_->body_limit(owner_->options().max_body_bytes);
   stream_.expires_after(std::chrono::seconds(30));
@@ -367,12 +409,18 @@ void Session::OnRead(beast::error_code ec) {
             /*close=*/true);
     return;
   }
+  if (ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message) {
+    Problem(http::status::bad_request, "malformed HTTP request: " + ec.message(), /*close=*/true);
+    return;
+  }
   if (ec) {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     return;
   }
   req_ = parser_->release();
+  head_ = req_.method() == http::verb::head;
   Handle();
 }
 
@@ -436,8 +484,27 @@ void Session::Handle() {
     Problem(http::status::unsupported_media_type, type.status().message());
     return;
   }
+  if (owner_->stopping()) {
+    Problem(http::status::service_unavailable, "the collector is shutting down");
+    return;
+  }
   std::vector<Message> messages = SplitBody(req_.body(), *type);
   const size_t n = messages.size();
+  // Requests that could never succeed get 413, not a 503 the client would retry forever.
+  if (n > owner_->options().max_buffered_messages) {
+    Problem(http::status::payload_too_large,
+            std::to_string(n) + " beacons in one request; at most " +
+                std::to_string(owner_->options().max_buffered_messages));
+    return;
+  }
+  for (const Message& m : messages) {
+    if (m.value.size() > kMaxMessageBytes) {
+      Problem(http::status::payload_too_large,
+              "a beacon of " + std::to_string(m.value.size()) + " bytes; at most " +
+                  std::to_string(kMaxMessageBytes) + " per beacon");
+      return;
+    }
+  }
   if (n == 0) {
     text(http::status::accepted, "{\"accepted\":0}\n", "application/json");
     return;
@@ -466,15 +533,29 @@ void Session::Send(http::response<http::string_body> res) {
   owner_->metrics().Answered(
       res.result_int(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
-  res_ = std::make_shared<http::response<http::string_body>>(std::move(res));
-  http::async_write(stream_, *res_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    if (ec || !self->res_->keep_alive()) {
+  // A fresh deadline for the write: the one set for reading may have run out while the request
+  // waited for Kafka.
+  stream_.expires_after(std::chrono::seconds(30));
+  owner_->WriteStarted();
+  const bool keep_alive = res.keep_alive();
+  auto after = [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+    self->owner_->WriteDone();
+    if (ec || !keep_alive) {
       beast::error_code ignored;
       self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
       return;
     }
     self->Read();
-  });
+  };
+  if (head_) {
+    // Headers only (with the Content-Length the body would have), as HEAD requires.
+    head_res_ = std::make_shared<http::response<http::empty_body>>();
+    head_res_->base() = res.base();
+    http::async_write(stream_, *head_res_, std::move(after));
+    return;
+  }
+  res_ = std::make_shared<http::response<http::string_body>>(std::move(res));
+  http::async_write(stream_, *res_, std::move(after));
 }
 
 }  // namespace

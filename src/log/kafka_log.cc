@@ -51,7 +51,9 @@ class KafkaLog final : public Log {
         {"client.id", "duet-stream"},
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
+        // A stored offset the topic no longer has (retention deleted it, or the topic was
+        // recreated) is an error, never a silent jump: see Take.
+        {"auto.offset.reset", "error"},
         {"enable.partition.eof", "true"},
         {"max.partition.fetch.bytes", "4194304"},
         // Keep fetching while the speed layer processes a micro-batch, so that catching up
@@ -75,10 +77,13 @@ class KafkaLog final : public Log {
       rd_kafka_conf_destroy(conf);
       return Status::InvalidArgument(std::string("kafka consumer: ") + err);
     }
+    // Error events (broker down, offset out of range) go to the consumer queue that Poll reads.
+    rd_kafka_poll_set_consumer(rk_);
     queue_ = rd_kafka_queue_get_consumer(rk_);
     batch_.resize(4096);
     DUET_RETURN_IF_ERROR(LoadPartitions());
     next_.assign(partitions_, 0);
+    positioned_.assign(partitions_, false);
     caught_up_.assign(partitions_, false);
     names_.clear();
     for (int p = 0; p < partitions_; ++p) names_.push_back(source_.topic + "/" + std::to_string(p));
@@ -88,6 +93,9 @@ class KafkaLog final : public Log {
   Status Poll(size_t max_records, bool final, std::vector<LogRecord>* out) override {
     out->clear();
     used_ = 0;
+    if (broken_ && !Assign().ok()) {
+      return Status::Unavailable("kafka topic " + source_.topic + ": cannot assign its partitions");
+    }
     block_ = 0;
     if (final && end_.empty()) DUET_RETURN_IF_ERROR(FixEnd());
     const auto deadline_without_progress = std::chrono::milliseconds(options_.drain_timeout_ms);
@@ -119,9 +127,10 @@ class KafkaLog final : public Log {
       Status failed = Status::Ok();
       bool stop = false;
       const size_t before = out->size();
+      // Every message of the batch is taken, even after `stop`: the consumer has moved past them.
       for (ssize_t i = 0; i < n; ++i) {
         rd_kafka_message_t* m = batch_[i];
-        if (failed.ok() && !stop) failed = Take(m, final, out, &stop);
+        if (failed.ok()) failed = Take(m, final, out, &stop);
         rd_kafka_message_destroy(m);
       }
       if (!failed.ok()) return Failed(out, failed);
@@ -146,6 +155,14 @@ class KafkaLog final : public Log {
       if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         *stop = !out->empty();  // hand over what we have; librdkafka reconnects by itself
         return Status::Ok();
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        return Status::Corruption(
+            "kafka topic " + source_.topic + " partition " + std::to_string(m->partition) +
+            ": the stored position is no longer in the topic (" + what +
+            "); messages were deleted by retention before they were processed, or the topic "
+            "was recreated. Start from an empty store to read it from its beginning.");
       }
       if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
           m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
@@ -174,6 +191,7 @@ class KafkaLog final : public Log {
     std::string s(kHeader);
     s.append(source_.topic).push_back('\n');
     for (int p = 0; p < partitions_; ++p) {
+      if (!positioned_[p]) continue;  // nothing read yet: a restart starts it at the beginning
       s.append(std::to_string(p)).push_back('\t');
       s.append(std::to_string(next_[p])).push_back('\n');
     }
@@ -194,6 +212,7 @@ class KafkaLog final : public Log {
     }
     rest.remove_prefix(nl + 1);
     std::vector<int64_t> next(partitions_, 0);
+    std::vector<bool> positioned(partitions_, false);
     while (!rest.empty()) {
       const size_t end = rest.find('\n');
       if (end == std::string_view::npos) return bad("unterminated line");
@@ -209,8 +228,10 @@ class KafkaLog final : public Log {
                    std::to_string(partitions_) + " (partitions were removed?)");
       }
       next[p] = off;
+      positioned[p] = true;
     }
     next_ = std::move(next);
+    positioned_ = std::move(positioned);
     end_.clear();
     caught_up_.assign(partitions_, false);
     return Assign();
@@ -242,10 +263,13 @@ class KafkaLog final : public Log {
   Status Assign() {
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions_);
     for (int p = 0; p < partitions_; ++p) {
-      rd_kafka_topic_partition_list_add(list, source_.topic.c_str(), p)->offset = next_[p];
+      // A partition no position names starts at the oldest message the topic still has.
+      rd_kafka_topic_partition_list_add(list, source_.topic.c_str(), p)->offset =
+          positioned_[p] ? next_[p] : RD_KAFKA_OFFSET_BEGINNING;
     }
     const rd_kafka_resp_err_t e = rd_kafka_assign(rk_, list);
     rd_kafka_topic_partition_list_destroy(list);
+    broken_ = e != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return Status::Unavailable("kafka topic " + source_.topic +
                                  ": assign failed: " + rd_kafka_err2str(e));
@@ -266,6 +290,8 @@ class KafkaLog final : public Log {
                                    ": cannot read its end offset: " + rd_kafka_err2str(e));
       }
       end[p] = high;
+      // Never read and emptied by retention: nothing before `high` is left to wait for.
+      if (!positioned_[p] && next_[p] < low) next_[p] = low;
     }
     end_ = std::move(end);
     return Status::Ok();
@@ -295,6 +321,7 @@ class KafkaLog final : public Log {
     const int64_t ts = rd_kafka_message_timestamp(m, &type);
     r.timestamp_ms = ts > 0 ? ts : 0;
     next_[m->partition] = m->offset + 1;
+    positioned_[m->partition] = true;
     caught_up_[m->partition] = false;
   }
 
@@ -321,8 +348,10 @@ class KafkaLog final : public Log {
     // Nothing is returned, so no position may move: re-assign from the last returned offsets.
     for (const LogRecord& r : *out) {
       const int p = PartitionOf(r.source);
-      if (p >= 0 && static_cast<int64_t>(r.offset) < next_[p])
+      if (p >= 0 && static_cast<int64_t>(r.offset) < next_[p]) {
         next_[p] = static_cast<int64_t>(r.offset);
+        caught_up_[p] = false;
+      }
     }
     out->clear();
     (void)Assign();
@@ -342,9 +371,11 @@ class KafkaLog final : public Log {
   rd_kafka_queue_t* queue_ = nullptr;  // the consumer queue, read in batches
   std::vector<rd_kafka_message_t*> batch_;
   int partitions_ = 0;
-  std::vector<int64_t> next_;    // per partition: the offset of the next message to return
-  std::vector<int64_t> end_;     // per partition: the drain's end (empty until a final Poll)
-  std::vector<bool> caught_up_;  // per partition: at its end when last polled
+  std::vector<int64_t> next_;     // per partition: the offset of the next message to return
+  std::vector<int64_t> end_;      // per partition: the drain's end (empty until a final Poll)
+  std::vector<bool> caught_up_;   // per partition: at its end when last polled
+  std::vector<bool> positioned_;  // per partition: next_ is a real position (else: beginning)
+  bool broken_ = false;           // the last assign failed: positions are unknown
   std::vector<std::string> names_;
   std::vector<std::pair<std::unique_ptr<char[]>, size_t>> blocks_;
   size_t block_ = 0;

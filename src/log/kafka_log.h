@@ -13,18 +13,25 @@
 //
 // Order: per partition, in offset order; partitions interleave as the broker delivers them.
 //
-// Poll(max, final): without `final`, waits up to `poll_wait_ms` for the first message, then takes
-// what has arrived, up to max. With `final`, the first such Poll fixes the end: the high-water
-// mark of every partition at that moment; Polls return every message before it (waiting for it
-// as needed, up to `drain_timeout_ms` without progress) and then nothing — what `duet stream
+// Poll(max, final): without `final`, waits up to `poll_wait_ms` for messages (librdkafka's batch
+// read returns early only once it has a full batch), then takes what has arrived, up to max. With
+// `final`, the first such Poll fixes the end: the high-water mark of every partition at that
+// moment; Polls return every message before it (waiting for it as needed, up to `drain_timeout_ms`
+// without progress) and then nothing — what `duet stream
 // --drain` needs.
 //
 // Errors: NotFound when the topic does not exist; Unavailable when the brokers cannot be reached
-// or a fetch fails (the caller backs off, reopens and Seeks); InvalidArgument for a malformed URI
-// or positions of another topic.
+// at open, or a fetch fails (the caller backs off, reopens and Seeks); while the brokers are down
+// later, Poll returns nothing (librdkafka reconnects by itself) and the errors are logged;
+// Corruption when a stored position is no longer in the topic (retention deleted messages before
+// they were processed, or the topic was recreated) — never a silent jump; InvalidArgument for a
+// malformed URI or positions of another topic. New partitions added to the topic are read after
+// a restart.
 //
 // Positions() text (version 1):
-//   duet-kafka-log v1\n<topic>\n then one line per partition: <partition>\t<next offset>\n
+//   duet-kafka-log v1\n<topic>\n then one line per partition read from: <partition>\t<next
+//   offset>\n
+// A partition not named starts at the oldest message the topic still has.
 #pragma once
 
 #include <cstddef>

@@ -224,6 +224,9 @@ class SpeedLayer::Impl {
     (boundary_ == INT64_MIN ? aggregator_ : *delta_).Save(&delta_encoded_);
     checkpoint_.delta_state = delta_encoded_.buffer();
     checkpoint_.delta_boundary_ms = boundary_;
+    if (options_.bad_row_sink != nullptr && !bad_.empty()) {
+      DUET_RETURN_IF_ERROR(options_.bad_row_sink->Put(bad_));
+    }
     DUET_RETURN_IF_ERROR(store_->CommitSpeed(views_, bad_, checkpoint_));
     epoch_ = checkpoint_.epoch;
     st.epoch = epoch_;
@@ -256,7 +259,7 @@ class SpeedLayer::Impl {
 
   // The watermark: the greatest applied ts minus the lateness — for a log of independent
   // streams (Kafka partitions), the least over the streams that are not caught up of their
-  // greatest applied ts (a stream with nothing applied yet holds it back entirely), so that one
+  // greatest valid ts (a stream with no valid beacon yet holds it back entirely), so that one
   // partition read ahead of another does not make the other's beacons late. Never moves back.
   void AdvanceWatermark(const std::vector<log::Log::SourceState>& sources) {
     int64_t newest = max_ts_;
@@ -307,6 +310,9 @@ class SpeedLayer::Impl {
   // Dedup by id, then either late (counted) or applied: queued for the visitor's update.
   void Apply(const Staged& x, int64_t watermark, MicroBatchStats* st) {
     const int64_t ts = x.pending.ts;
+    // A stream's progress counts every valid beacon, so that one sending only duplicates does
+    // not hold the watermark back (a duplicate's or late beacon's ts is old: it cannot push it).
+    if (x.source < source_max_.size()) source_max_[x.source] = std::max(source_max_[x.source], ts);
     if (!seen_ids_.InsertHash(x.id_key, ts, id_horizon_)) {
       ++st->duplicates;
       return;
@@ -332,7 +338,6 @@ class SpeedLayer::Impl {
     pending_.back().visitor = d - 1;
     e->last_ts = std::max(e->last_ts, ts);
     max_ts_ = std::max(max_ts_, ts);
-    if (x.source < source_max_.size()) source_max_[x.source] = std::max(source_max_[x.source], ts);
   }
 
   // Decodes the entry's state into done_ and open_.

@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
+#include "core/bad_row.h"
 #include "core/views.h"
 #include "log/log.h"
 #include "store/store.h"
@@ -21,7 +23,17 @@
 
 namespace duet::speed {
 
+// Receives each micro-batch's bad rows before its commit, e.g. to copy them to a Kafka topic.
+// A failure fails the micro-batch, which is then read again from the last commit: every bad row
+// reaches the sink at least once (with its source and offset, which identify it).
+class BadRowSink {
+ public:
+  virtual ~BadRowSink() = default;
+  virtual Status Put(std::span<const core::BadRow> rows) = 0;
+};
+
 struct SpeedOptions {
+  BadRowSink* bad_row_sink = nullptr;  // optional; must outlive the SpeedLayer
   int64_t session_gap_ms = 30 * 60 * 1000;
   int64_t lateness_ms = 10 * 60 * 1000;
   int64_t ttl_ms = 12 * 3600 * 1000LL;

@@ -4,7 +4,7 @@
 # idempotent producer, acks=all). `duet stream --source kafka://…` is killed with SIGKILL at
 # random points (at least 3 times) and restarted, stopped with SIGTERM, then drained. Its report
 # must equal `duet batch` over the same files figure by figure, and so must the merged view
-# (batch over the first half of the files + speed).
+# (batch over the first half of the files + speed). Every bad row must also be in beacons.bad.
 #
 # Partitions are consumed concurrently, so event time is not in order across them: the speed
 # layer's watermark is the least over the partitions that are not caught up (one partition read
@@ -69,6 +69,14 @@ fi
 "$duet" report --store "sqlite:$work/speed.sqlite" --layer speed --json --full >"$work/speed.json"
 python3 "$src/tests/integration/speed_as_batch.py" "$work/speed.json"
 python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/speed.json"
+# Every bad row also went to beacons.bad, at least once (a micro-batch read again after a SIGKILL
+# sends its bad rows again), keyed by source@offset, with its reason in a header.
+bad_rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["input"]["bad_rows"])' "$work/speed.json")
+kcat -C -b "$bootstrap" -t beacons.bad -e -q -o beginning -f '%k\t%h\n' >"$work/bad_topic.txt"
+distinct=$(cut -f1 "$work/bad_topic.txt" | sort -u | wc -l)
+echo "beacons.bad: $(wc -l <"$work/bad_topic.txt") messages, $distinct distinct, $bad_rows bad rows in the report"
+[ "$distinct" -eq "$bad_rows" ] || { echo "FAILED: the bad-row topic does not hold every bad row once"; exit 1; }
+grep -q "reason=" "$work/bad_topic.txt" || { echo "FAILED: no reason header"; exit 1; }
 "$duet" report --store "sqlite:$work/speed.sqlite" --layer merged --json --full >"$work/merged.json"
 echo "merged view (batch over the first half, speed over the topic) vs batch over everything:"
 python3 "$src/tests/reference/compare.py" --ignore input --ignore event_time "$work/batch.json" \

@@ -1,0 +1,123 @@
+#include "speed/kafka_bad_rows.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <string>
+
+#include "beacon/beacon.h"
+#include "log/kafka_conf.h"
+
+namespace duet::speed {
+namespace {
+
+struct Deliveries {
+  std::atomic<int64_t> failed{0};
+  std::string first_error;  // written by the poll in Put's thread only
+};
+
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* d = static_cast<Deliveries*>(opaque);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && d->failed.fetch_add(1) == 0) {
+    d->first_error = rd_kafka_err2str(m->err);
+  }
+}
+
+class KafkaBadRowSink final : public BadRowSink {
+ public:
+  KafkaBadRowSink(std::string topic, int timeout_ms)
+      : topic_(std::move(topic)), timeout_ms_(timeout_ms) {}
+  ~KafkaBadRowSink() override {
+    if (rk_ != nullptr) {
+      rd_kafka_flush(rk_, timeout_ms_);
+      rd_kafka_destroy(rk_);
+    }
+  }
+
+  Status Open(const std::string& brokers) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    const std::pair<const char*, std::string> settings[] = {
+        {"bootstrap.servers", brokers},
+        {"client.id", "duet-stream-bad-rows"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "5"},
+        {"message.timeout.ms", std::to_string(timeout_ms_)},
+        {"log_level", "3"},
+    };
+    for (const auto& [name, value] : settings) {
+      if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
+                                       err);
+      }
+    }
+    log::RouteKafkaLogs(conf);
+    rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+    rd_kafka_conf_set_opaque(conf, &deliveries_);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (rk_ == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string("kafka producer: ") + err);
+    }
+    return Status::Ok();
+  }
+
+  Status Put(std::span<const core::BadRow> rows) override {
+    deliveries_.failed = 0;
+    deliveries_.first_error.clear();
+    for (const core::BadRow& r : rows) {
+      const std::string key = r.source + "@" + std::to_string(r.offset);
+      const std::string_view reason = beacon::ReasonName(r.reason);
+      const std::string offset = std::to_string(r.offset);
+      const std::string length = std::to_string(r.length);
+      const char* truncated = r.truncated ? "true" : "false";
+      rd_kafka_resp_err_t e;
+      while (true) {
+        e = rd_kafka_producev(
+            rk_, RD_KAFKA_V_TOPIC(topic_.c_str()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(r.payload.data()), r.payload.size()),
+            RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("reason", reason.data(), static_cast<ssize_t>(reason.size())),
+            RD_KAFKA_V_HEADER("source", r.source.data(), static_cast<ssize_t>(r.source.size())),
+            RD_KAFKA_V_HEADER("offset", offset.data(), static_cast<ssize_t>(offset.size())),
+            RD_KAFKA_V_HEADER("length", length.data(), static_cast<ssize_t>(length.size())),
+            RD_KAFKA_V_HEADER("truncated", truncated, -1), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+        rd_kafka_poll(rk_, 100);  // the queue drains as the broker acknowledges
+      }
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return Status::Unavailable("kafka topic " + topic_ +
+                                   ": cannot queue a bad row: " + rd_kafka_err2str(e));
+      }
+    }
+    if (rd_kafka_flush(rk_, timeout_ms_) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Unavailable("kafka topic " + topic_ + ": bad rows not acknowledged within " +
+                                 std::to_string(timeout_ms_) + " ms");
+    }
+    if (deliveries_.failed.load() > 0) {
+      return Status::Unavailable("kafka topic " + topic_ + ": " +
+                                 std::to_string(deliveries_.failed.load()) +
+                                 " bad rows were not delivered (" + deliveries_.first_error + ")");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const std::string topic_;
+  const int timeout_ms_;
+  rd_kafka_t* rk_ = nullptr;
+  Deliveries deliveries_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BadRowSink>> OpenKafkaBadRowSink(const std::string& brokers,
+                                                        const std::string& topic, int timeout_ms) {
+  auto sink = std::make_unique<KafkaBadRowSink>(topic, timeout_ms);
+  DUET_RETURN_IF_ERROR(sink->Open(brokers));
+  return std::unique_ptr<BadRowSink>(std::move(sink));
+}
+
+}  // namespace duet::speed
