@@ -87,12 +87,13 @@ Status Archiver::Recover() {
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file(ec)) continue;
     const std::string name = it->path().filename().string();
-    if (name.rfind(".tmp-" + topic_ + "-p", 0) == 0) {  // only this topic's: others may be busy
+    int p = 0;
+    int64_t last = 0;
+    // Only this topic's temporary files: another archiver may be writing its own here.
+    if (name.starts_with(".tmp-") && ParseName(topic_, name.substr(5), &p, &last)) {
       fs::remove(it->path(), ec);  // a file a crash left unfinished: its messages are read again
       continue;
     }
-    int p = 0;
-    int64_t last = 0;
     if (ParseName(topic_, name, &p, &last)) next[p] = std::max(next[p], last + 1);
   }
   if (ec) return Status::IoError("cannot list " + options_.out_dir + ": " + ec.message());

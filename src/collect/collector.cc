@@ -264,6 +264,7 @@ class CollectorImpl final : public Collector {
     Accept();
     for (int i = 0; i < threads_; ++i) workers_.emplace_back([this] { ioc_.run(); });
     poller_ = std::thread([this] { PollLoop(); });
+    checker_ = std::thread([this] { CheckLoop(); });
     return Status::Ok();
   }
 
@@ -288,12 +289,16 @@ class CollectorImpl final : public Collector {
     if (rk_ != nullptr) rd_kafka_flush(rk_, 1000);
     stop_poll_ = true;
     if (poller_.joinable()) poller_.join();
+    if (checker_.joinable()) checker_.join();
     ioc_.stop();
     for (std::thread& t : workers_) t.join();
     workers_.clear();
   }
 
   bool stopping() const { return stopping_.load(); }
+  // A POST being handled, from before the stopping check until its answer is being written.
+  void BeginRequest() { ++inflight_; }
+  void EndRequest() { --inflight_; }
   void WriteStarted() { ++writes_; }
   void WriteDone() { --writes_; }
 
@@ -305,11 +310,7 @@ class CollectorImpl final : public Collector {
   // one failed or could not be queued.
   void Produce(std::vector<Message> messages, std::function<void(bool, std::string)> done) {
     auto* t = new Tracker;
-    ++inflight_;
-    t->done = [this, done = std::move(done)](bool ok, std::string error) {
-      done(ok, std::move(error));
-      --inflight_;
-    };
+    t->done = std::move(done);
     const auto n = static_cast<int64_t>(messages.size());
     t->pending.fetch_add(n);
     int64_t produced = 0;
@@ -350,15 +351,25 @@ class CollectorImpl final : public Collector {
   }
 
   // Serves delivery reports and checks that a broker answers, until Stop.
+  // Serves delivery reports until Stop.
   void PollLoop() {
-    auto next_check = std::chrono::steady_clock::now();
     while (!stop_poll_.load()) {
       rd_kafka_poll(rk_, 50);
       metrics_.queued().Set(rd_kafka_outq_len(rk_));
-      if (std::chrono::steady_clock::now() >= next_check) {
-        // A short timeout: delivery reports wait while this blocks.
+    }
+  }
+
+  // Every 2 s: does a broker answer (within 1 s), and is the producer still usable?
+  void CheckLoop() {
+    auto next_check = std::chrono::steady_clock::now();
+    while (!stop_poll_.load()) {
+      if (std::chrono::steady_clock::now() < next_check) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      {
         const rd_kafka_metadata_t* md = nullptr;
-        bool ok = rd_kafka_metadata(rk_, 0, nullptr, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        bool ok = rd_kafka_metadata(rk_, 0, nullptr, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (md != nullptr) rd_kafka_metadata_destroy(md);
         char fatal[256];
         if (rd_kafka_fatal_error(rk_, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -381,11 +392,12 @@ class CollectorImpl final : public Collector {
   uint16_t port_ = 0;
   std::vector<std::thread> workers_;
   std::thread poller_;
+  std::thread checker_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> stop_poll_{false};
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
-  std::atomic<int64_t> inflight_{0};  // requests waiting for Kafka
+  std::atomic<int64_t> inflight_{0};  // POSTs not yet answered (BeginRequest .. EndRequest)
   std::atomic<int64_t> writes_{0};    // answers being written
   net::steady_timer accept_retry_;
   Metrics metrics_;
@@ -464,7 +476,7 @@ void Session::Handle() {
       return text(http::status::ok, owner_->metrics().Text(),
                   "text/plain; version=0.0.4; charset=utf-8");
     }
-    if (owner_->ready())
+    if (owner_->ready() && !owner_->stopping())
       return text(http::status::ok, "{\"status\":\"ready\"}\n", "application/json");
     return Problem(http::status::service_unavailable,
                    "no Kafka broker of " + owner_->options().brokers + " answered");
@@ -484,8 +496,12 @@ void Session::Handle() {
     Problem(http::status::unsupported_media_type, type.status().message());
     return;
   }
+  // Counted before the stopping check, so that Stop either sees this request or it sees
+  // `stopping`; uncounted only once the answer is being written (Send counts writes).
+  owner_->BeginRequest();
   if (owner_->stopping()) {
-    Problem(http::status::service_unavailable, "the collector is shutting down");
+    Problem(http::status::service_unavailable, "the collector is shutting down", /*close=*/true);
+    owner_->EndRequest();
     return;
   }
   std::vector<Message> messages = SplitBody(req_.body(), *type);
@@ -495,18 +511,21 @@ void Session::Handle() {
     Problem(http::status::payload_too_large,
             std::to_string(n) + " beacons in one request; at most " +
                 std::to_string(owner_->options().max_buffered_messages));
+    owner_->EndRequest();
     return;
   }
   for (const Message& m : messages) {
-    if (m.value.size() > kMaxMessageBytes) {
+    if (m.value.size() + m.key.size() > kMaxMessageBytes) {  // librdkafka counts both
       Problem(http::status::payload_too_large,
-              "a beacon of " + std::to_string(m.value.size()) + " bytes; at most " +
-                  std::to_string(kMaxMessageBytes) + " per beacon");
+              "a beacon of " + std::to_string(m.value.size() + m.key.size()) +
+                  " bytes with its visitor; at most " + std::to_string(kMaxMessageBytes));
+      owner_->EndRequest();
       return;
     }
   }
   if (n == 0) {
     text(http::status::accepted, "{\"accepted\":0}\n", "application/json");
+    owner_->EndRequest();
     return;
   }
   owner_->Produce(std::move(messages), [self = shared_from_this(), n](bool ok, std::string error) {
@@ -523,6 +542,7 @@ void Session::Handle() {
         self->Problem(http::status::service_unavailable,
                       "Kafka did not acknowledge every beacon (" + error + "); retry the request");
       }
+      self->owner_->EndRequest();  // after Send counted the write: Stop never sees a gap
     });
   });
 }

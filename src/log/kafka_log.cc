@@ -156,8 +156,11 @@ class KafkaLog final : public Log {
         *stop = !out->empty();  // hand over what we have; librdkafka reconnects by itself
         return Status::Ok();
       }
-      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-          m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+      // Only for a partition we hold a position in: a topic created a moment ago can answer
+      // "unknown partition" to the first offset lookup, which librdkafka also reports so.
+      if ((m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+           m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) &&
+          m->partition >= 0 && m->partition < partitions_ && positioned_[m->partition]) {
         return Status::Corruption(
             "kafka topic " + source_.topic + " partition " + std::to_string(m->partition) +
             ": the stored position is no longer in the topic (" + what +

@@ -13,13 +13,34 @@ namespace {
 
 struct Deliveries {
   std::atomic<int64_t> failed{0};
-  std::string first_error;  // written by the poll in Put's thread only
+  // Written by delivery reports, which run in Put's thread (rd_kafka_flush / rd_kafka_poll).
+  rd_kafka_resp_err_t first_code = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string first_error;
 };
 
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* d = static_cast<Deliveries*>(opaque);
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && d->failed.fetch_add(1) == 0) {
+    d->first_code = m->err;
     d->first_error = rd_kafka_err2str(m->err);
+  }
+}
+
+// Failures that retrying the micro-batch can cure (the broker is slow or away).
+bool Transient(rd_kafka_resp_err_t e) {
+  switch (e) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -66,7 +87,14 @@ class KafkaBadRowSink final : public BadRowSink {
 
   Status Put(std::span<const core::BadRow> rows) override {
     deliveries_.failed = 0;
+    deliveries_.first_code = RD_KAFKA_RESP_ERR_NO_ERROR;
     deliveries_.first_error.clear();
+    char fatal[256];
+    if (rd_kafka_fatal_error(rk_, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Not retried: every produce would fail the same way. Restarting the process recovers.
+      return Status::IoError("kafka topic " + topic_ + ": the bad-row producer failed for good (" +
+                             fatal + "); restart duet stream");
+    }
     for (const core::BadRow& r : rows) {
       const std::string key = r.source + "@" + std::to_string(r.offset);
       const std::string_view reason = beacon::ReasonName(r.reason);
@@ -97,9 +125,13 @@ class KafkaBadRowSink final : public BadRowSink {
                                  std::to_string(timeout_ms_) + " ms");
     }
     if (deliveries_.failed.load() > 0) {
-      return Status::Unavailable("kafka topic " + topic_ + ": " +
-                                 std::to_string(deliveries_.failed.load()) +
-                                 " bad rows were not delivered (" + deliveries_.first_error + ")");
+      const std::string what = "kafka topic " + topic_ + ": " +
+                               std::to_string(deliveries_.failed.load()) +
+                               " bad rows were not delivered (" + deliveries_.first_error + ")";
+      if (Transient(deliveries_.first_code)) return Status::Unavailable(what);
+      // E.g. the topic does not exist and the brokers do not create topics, or access is
+      // denied: retrying would stop the stream for ever, so say what to do instead.
+      return Status::InvalidArgument(what + "; create the topic, or run with --bad-topic none");
     }
     return Status::Ok();
   }

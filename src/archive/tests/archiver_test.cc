@@ -146,12 +146,21 @@ TEST_F(ArchiverTest, RecoverContinuesAfterTheLastWrittenOffsets) {
     // The third line of p0 is only in memory: "crash" here.
   }
   fs::create_directories(dir_ / "dt=2026-11-01/hr=00");
-  { std::ofstream(dir_ / "dt=2026-11-01/hr=00/.tmp-t-p0-x.ndjson.zst") << "partial"; }
+  const fs::path ours =
+      dir_ / "dt=2026-11-01/hr=00/.tmp-t-p0-00000000000000000002-00000000000000000003.ndjson.zst";
+  const fs::path other_topic =  // another archiver's file in the same folder: not ours to remove
+      dir_ /
+      "dt=2026-11-01/hr=00/.tmp-t-prod-p0-00000000000000000000-00000000000000000009.ndjson.zst";
+  { std::ofstream(ours) << "partial"; }
+  { std::ofstream(other_topic) << "busy"; }
   ScriptedLog log(msgs);
   ArchiveOptions o;
   o.out_dir = dir_.string();
   Archiver a(&log, "t", o);
   ASSERT_TRUE(a.Recover().ok());
+  EXPECT_FALSE(fs::exists(ours));
+  EXPECT_TRUE(fs::exists(other_topic));
+  fs::remove(other_topic);
   ASSERT_EQ(log.seeks_.size(), 1u);
   EXPECT_EQ(log.seeks_[0], log::KafkaPositions("t", {{0, 2}, {1, 2}}));
   ASSERT_TRUE(a.Step(true).ok());
