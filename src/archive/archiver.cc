@@ -13,6 +13,7 @@
 
 #include "gen/generator.h"
 #include "log/kafka_log.h"
+#include "util/file_io.h"
 
 namespace duet::archive {
 namespace {
@@ -45,32 +46,6 @@ bool ParseName(const std::string& topic, const std::string& name, int* partition
   *partition = static_cast<int>(p);
   *last = l;
   return true;
-}
-
-Status Errno(const std::string& what, const std::string& path) {
-  return Status::IoError(what + " " + path + ": " + std::strerror(errno));
-}
-
-Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Errno("cannot write", path);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
-
-Status SyncDir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open", dir.string());
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Errno("cannot fsync", dir.string());
-  return Status::Ok();
 }
 
 }  // namespace
@@ -162,14 +137,14 @@ Status Archiver::Write(int partition, Open* o, ArchiveStats* st) {
                                  options_.zstd_level);
   if (ZSTD_isError(n)) return Status::IoError(std::string("zstd: ") + ZSTD_getErrorName(n));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create", tmp.string());
+  if (fd < 0) return ErrnoError("cannot create", tmp.string());
   Status s = WriteAll(fd, packed.data(), n, tmp.string());
-  if (s.ok() && ::fsync(fd) != 0) s = Errno("cannot fsync", tmp.string());
-  if (::close(fd) != 0 && s.ok()) s = Errno("cannot close", tmp.string());
+  if (s.ok() && ::fsync(fd) != 0) s = ErrnoError("cannot fsync", tmp.string());
+  if (::close(fd) != 0 && s.ok()) s = ErrnoError("cannot close", tmp.string());
   if (s.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    s = Errno("cannot rename into place", final_path.string());
+    s = ErrnoError("cannot rename into place", final_path.string());
   }
-  if (s.ok()) s = SyncDir(dir);
+  if (s.ok()) s = SyncDir(dir.string());
   if (!s.ok()) return s;
   ++st->files_written;
   st->lines_written += o->lines;

@@ -221,8 +221,7 @@ class CollectorImpl final : public Collector {
     if (options_.brokers.empty()) return Status::InvalidArgument("--brokers is required");
     if (options_.topic.empty()) return Status::InvalidArgument("--topic is required");
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    const std::pair<const char*, std::string> settings[] = {
+    auto made = log::NewKafkaConf({
         {"bootstrap.servers", options_.brokers},
         {"client.id", "duet-collect"},
         {"enable.idempotence", "true"},
@@ -232,16 +231,10 @@ class CollectorImpl final : public Collector {
         {"queue.buffering.max.messages", std::to_string(options_.max_buffered_messages)},
         {"message.timeout.ms", std::to_string(options_.delivery_timeout_ms)},
         {"log_level", "3"},
-    };
-    for (const auto& [name, value] : settings) {
-      if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
-                                       err);
-      }
-    }
+    });
+    if (!made.ok()) return made.status();
+    rd_kafka_conf_t* conf = *made;
     rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
-    log::RouteKafkaLogs(conf);
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (rk_ == nullptr) {
       rd_kafka_conf_destroy(conf);

@@ -17,6 +17,7 @@
 
 #include "gen/generator.h"
 #include "gen/model.h"
+#include "util/file_io.h"
 #include "util/json_writer.h"
 #include "util/log.h"
 
@@ -32,23 +33,6 @@ constexpr std::string_view kManifestName = "_manifest.json";
 constexpr std::string_view kManifestTmpName = "_manifest.json.tmp";
 // Present in every manifest this generator writes; how a previous output is recognised.
 constexpr std::string_view kGeneratorMarker = "\"generator\":\"duet-gen\"";
-
-Status Errno(const std::string& what, const std::string& path) {
-  return Status::IoError(what + " " + path + ": " + std::strerror(errno));
-}
-
-Status WriteAll(int fd, const char* data, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Errno("cannot write", path);
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
 
 // One output file: buffered, optionally zstd-compressed, renamed into place on Close.
 class PartWriter {
@@ -74,7 +58,7 @@ class PartWriter {
     final_path_ = std::move(final_path);
     tmp_path_ = std::move(tmp_path);
     fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Errno("cannot create", tmp_path_);
+    if (fd_ < 0) return ErrnoError("cannot create", tmp_path_);
     buf_.clear();
     on_disk_ = 0;
     if (zstd_) {
@@ -96,11 +80,11 @@ class PartWriter {
     DUET_RETURN_IF_ERROR(Flush(true));
     if (::close(fd_) != 0) {
       fd_ = -1;
-      return Errno("cannot close", tmp_path_);
+      return ErrnoError("cannot close", tmp_path_);
     }
     fd_ = -1;
     if (::rename(tmp_path_.c_str(), final_path_.c_str()) != 0) {
-      return Errno("cannot rename into place", final_path_);
+      return ErrnoError("cannot rename into place", final_path_);
     }
     return Status::Ok();
   }
@@ -284,12 +268,12 @@ Status WriteManifest(const std::string& dir, const std::string& json) {
   const std::string tmp = dir + "/" + std::string(kManifestTmpName);
   const std::string final_path = dir + "/" + std::string(kManifestName);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create", tmp);
+  if (fd < 0) return ErrnoError("cannot create", tmp);
   const Status s = WriteAll(fd, json.data(), json.size(), tmp);
-  if (::close(fd) != 0 && s.ok()) return Errno("cannot close", tmp);
+  if (::close(fd) != 0 && s.ok()) return ErrnoError("cannot close", tmp);
   DUET_RETURN_IF_ERROR(s);
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return Errno("cannot rename into place", final_path);
+    return ErrnoError("cannot rename into place", final_path);
   }
   return Status::Ok();
 }

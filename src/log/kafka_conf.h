@@ -5,9 +5,22 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <initializer_list>
+#include <string>
+#include <utility>
+
 #include "util/log.h"
+#include "util/result.h"
 
 namespace duet::log {
+
+void RouteKafkaLogs(rd_kafka_conf_t* conf);
+
+// A new librdkafka configuration with `settings` applied and the logs routed (RouteKafkaLogs);
+// the caller passes it to rd_kafka_new (which takes it on success) or destroys it.
+// InvalidArgument naming the setting librdkafka refused, and why.
+Result<rd_kafka_conf_t*> NewKafkaConf(
+    std::initializer_list<std::pair<const char*, std::string>> settings);
 
 inline void RouteKafkaLogs(rd_kafka_conf_t* conf) {
   rd_kafka_conf_set_log_cb(
@@ -21,6 +34,21 @@ inline void RouteKafkaLogs(rd_kafka_conf_t* conf) {
                  {"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
                  {"reason", reason}});
   });
+}
+
+inline Result<rd_kafka_conf_t*> NewKafkaConf(
+    std::initializer_list<std::pair<const char*, std::string>> settings) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
+                                     err);
+    }
+  }
+  RouteKafkaLogs(conf);
+  return conf;
 }
 
 }  // namespace duet::log

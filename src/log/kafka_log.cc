@@ -44,8 +44,7 @@ class KafkaLog final : public Log {
 
   Status Open() {
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    const std::pair<const char*, std::string> settings[] = {
+    auto made = NewKafkaConf({
         {"bootstrap.servers", source_.brokers},
         {"group.id", options_.group},
         {"client.id", "duet-stream"},
@@ -63,15 +62,9 @@ class KafkaLog final : public Log {
         {"queued.max.messages.kbytes", "131072"},
         {"queued.min.messages", "1000000"},
         {"log_level", "3"},
-    };
-    for (const auto& [name, value] : settings) {
-      if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
-                                       err);
-      }
-    }
-    RouteKafkaLogs(conf);
+    });
+    if (!made.ok()) return made.status();
+    rd_kafka_conf_t* conf = *made;
     rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));  // takes conf on success
     if (rk_ == nullptr) {
       rd_kafka_conf_destroy(conf);

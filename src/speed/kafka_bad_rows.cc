@@ -57,8 +57,7 @@ class KafkaBadRowSink final : public BadRowSink {
 
   Status Open(const std::string& brokers) {
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    const std::pair<const char*, std::string> settings[] = {
+    auto made = log::NewKafkaConf({
         {"bootstrap.servers", brokers},
         {"client.id", "duet-stream-bad-rows"},
         {"enable.idempotence", "true"},
@@ -66,15 +65,9 @@ class KafkaBadRowSink final : public BadRowSink {
         {"linger.ms", "5"},
         {"message.timeout.ms", std::to_string(timeout_ms_)},
         {"log_level", "3"},
-    };
-    for (const auto& [name, value] : settings) {
-      if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return Status::InvalidArgument(std::string("kafka setting ") + name + "=" + value + ": " +
-                                       err);
-      }
-    }
-    log::RouteKafkaLogs(conf);
+    });
+    if (!made.ok()) return made.status();
+    rd_kafka_conf_t* conf = *made;
     rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
     rd_kafka_conf_set_opaque(conf, &deliveries_);
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));

@@ -18,9 +18,8 @@ cleanup() {
   bash "$kafka" stop "$work/kafka"
 }
 trap cleanup EXIT
-for tool in kcat java python3 curl; do
-  command -v "$tool" >/dev/null || { echo "FAILED: $tool is not installed (run scripts/install-deps.sh)"; exit 1; }
-done
+source "$src/tests/integration/lib.sh"
+require_tools kcat java python3 curl
 bootstrap=$(bash "$kafka" start "$work/kafka")
 echo "kafka broker at $bootstrap"
 seed=${DUET_TEST_SEED:-$RANDOM}
@@ -77,20 +76,12 @@ echo "collector: clean exit on SIGTERM"
 run_with_kills() {  # name, then the command
   local name=$1
   shift
-  local kills=0
-  for i in $(seq 1 4); do
-    "$@" 2>>"$work/$name.log" >/dev/null &
-    local pid=$!
-    sleep "0.$(( (RANDOM % 60) + 20 ))"
-    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
-    wait "$pid" 2>/dev/null || true
-  done
-  [ "$kills" -ge 3 ] || { echo "FAILED: only $kills SIGKILLs of $name landed"; exit 1; }
+  sigkill_runs "$work/$name.log" 3 4 "$@"
   "$@" --drain 2>>"$work/$name.log"
   if grep -q '"level":"error"' "$work/$name.log"; then
     echo "FAILED: $name reported an error:"; grep '"level":"error"' "$work/$name.log" | head -3; exit 1
   fi
-  echo "$name: $kills SIGKILLs, then drained"
+  echo "$name: drained"
 }
 run_with_kills archive "$duet" archive --source "kafka://$bootstrap/beacons" --out "$work/archive" \
   --roll-lines 5000

@@ -15,9 +15,8 @@ duet=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 kafka="$src/scripts/kafka.sh"
 trap 'bash "$kafka" stop "$work/kafka"' EXIT
-for tool in kcat java python3 sqlite3; do
-  command -v "$tool" >/dev/null || { echo "FAILED: $tool is not installed (run scripts/install-deps.sh)"; exit 1; }
-done
+source "$src/tests/integration/lib.sh"
+require_tools kcat java python3 sqlite3
 bootstrap=$(bash "$kafka" start "$work/kafka")
 echo "kafka broker at $bootstrap"
 seed=${DUET_TEST_SEED:-$RANDOM}
@@ -43,17 +42,9 @@ mkdir -p "$work/early"
 
 args=(stream --source "kafka://$bootstrap/beacons" --group duet-test --store "sqlite:$work/speed.sqlite"
       --max-batch 100 --interval 50ms)
-kills=0
-for i in $(seq 1 6); do
-  "$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
-  pid=$!
-  sleep "0.$(( (RANDOM % 45) + 5 ))"
-  if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
-  wait "$pid" 2>/dev/null || true
-  epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
-  echo "kill $i: SIGKILL sent, committed epoch now ${epoch:-0}"
-done
-[ "$kills" -ge 3 ] || { echo "FAILED: only $kills kills landed"; exit 1; }
+sigkill_runs "$work/stream.log" 3 6 "$duet" "${args[@]}"
+epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
+echo "committed epoch after the kills: ${epoch:-0}"
 
 "$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
 pid=$!
@@ -81,4 +72,4 @@ grep -q "reason=" "$work/bad_topic.txt" || { echo "FAILED: no reason header"; ex
 echo "merged view (batch over the first half, speed over the topic) vs batch over everything:"
 python3 "$src/tests/reference/compare.py" --ignore input --ignore event_time "$work/batch.json" \
   "$work/merged.json"
-echo "kafka stream test passed ($kills SIGKILLs)"
+echo "kafka stream test passed"
