@@ -186,6 +186,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void Read();
+  void OnHeader(beast::error_code ec);
   void OnRead(beast::error_code ec);
   void Handle();
   void Send(http::response<http::string_body> res);
@@ -197,6 +198,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::request<http::string_body> req_;
   std::shared_ptr<http::response<http::string_body>> res_;
   std::shared_ptr<http::response<http::empty_body>> head_res_;
+  std::shared_ptr<http::response<http::empty_body>> continue_;
   std::chrono::steady_clock::time_point started_;
   bool head_ = false;  // the request was HEAD: the response has headers only
   CollectorImpl* owner_;
@@ -401,8 +403,37 @@ void Session::Read() {
   parser_.emplace();
   parser_->body_limit(owner_->options().max_body_bytes);
   stream_.expires_after(std::chrono::seconds(30));
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+}
+
+// The header is in: a body announced over the limit is refused before it is sent, and a client
+// that asked (Expect: 100-continue, as curl does for bodies over 1 KiB) is told to send it —
+// otherwise it waits a second before sending anyway.
+void Session::OnHeader(beast::error_code ec) {
+  if (ec) {
+    OnRead(ec);
+    return;
+  }
+  const auto& req = parser_->get();
+  const auto length = parser_->content_length();
+  if (length.has_value() && *length > owner_->options().max_body_bytes) {
+    OnRead(http::error::body_limit);
+    return;
+  }
+  const auto read_body = [self = shared_from_this()] {
+    http::async_read(self->stream_, self->buffer_, *self->parser_,
+                     [self](beast::error_code e, size_t) { self->OnRead(e); });
+  };
+  if (beast::iequals(req[http::field::expect], "100-continue")) {
+    continue_ = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+    http::async_write(stream_, *continue_, [read_body](beast::error_code e, size_t) {
+      if (!e) read_body();
+    });
+    return;
+  }
+  read_body();
 }
 
 void Session::OnRead(beast::error_code ec) {

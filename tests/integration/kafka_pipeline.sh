@@ -48,6 +48,15 @@ for _ in $(seq 1 100); do
 done
 curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "FAILED: collector never ready"; exit 1; }
 echo "collector on port $port"
+# A body announced over --max-body is refused from its header: curl (Expect: 100-continue) gets
+# 413 at once instead of uploading 2 MB or waiting a second.
+head -c 2000000 /dev/zero | tr '\0' 'a' >"$work/big.ndjson"
+big=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -X POST \
+  -H 'Content-Type: application/x-ndjson' --data-binary @"$work/big.ndjson" \
+  "http://127.0.0.1:$port/v1/beacons")
+echo "oversized body: $big"
+python3 -c 'import sys; c, t = sys.argv[1].split(); sys.exit(0 if c == "413" and float(t) < 0.9 else 1)' "$big" ||
+  { echo "FAILED: expected 413 within 0.9 s, got $big"; exit 1; }
 
 # Post everything; after 60 requests the broker goes down for a while.
 python3 "$src/tests/integration/post_beacons.py" "http://127.0.0.1:$port/v1/beacons" \
