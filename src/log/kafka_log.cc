@@ -118,24 +118,20 @@ class KafkaLog final : public Log {
         continue;
       }
       Status failed = Status::Ok();
-      bool stop = false;
       const size_t before = out->size();
-      // Every message of the batch is taken, even after `stop`: the consumer has moved past them.
       for (ssize_t i = 0; i < n; ++i) {
         rd_kafka_message_t* m = batch_[i];
-        if (failed.ok()) failed = Take(m, final, out, &stop);
+        if (failed.ok()) failed = Take(m, final, out);
         rd_kafka_message_destroy(m);
       }
       if (!failed.ok()) return Failed(out, failed);
       if (out->size() > before) last_progress = std::chrono::steady_clock::now();
-      if (stop) break;
     }
     return Status::Ok();
   }
 
-  // One consumed message or event: a record appended to *out, or an event noted. *stop asks the
-  // Poll to hand over what it has (a broker connection dropped).
-  Status Take(const rd_kafka_message_t* m, bool final, std::vector<LogRecord>* out, bool* stop) {
+  // One consumed message or event: a record appended to *out, or an event noted.
+  Status Take(const rd_kafka_message_t* m, bool final, std::vector<LogRecord>* out) {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // Caught up on one partition; others may have more.
       if (m->partition >= 0 && m->partition < partitions_ && m->offset >= next_[m->partition]) {
@@ -145,8 +141,9 @@ class KafkaLog final : public Log {
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       const std::string what = rd_kafka_message_errstr(m);
+      // A dropped broker connection: librdkafka reconnects by itself (with
+      // rd_kafka_poll_set_consumer these normally reach the error callback, not this queue).
       if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        *stop = !out->empty();  // hand over what we have; librdkafka reconnects by itself
         return Status::Ok();
       }
       // Only for a partition we hold a position in: a topic created a moment ago can answer

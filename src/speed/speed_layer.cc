@@ -104,6 +104,7 @@ class SpeedLayer::Impl {
     // the second stage in log order.
     size_t ring_head = 0;
     size_t ring_size = 0;
+    // As of this micro-batch's Poll: which streams exist and which are caught up.
     const std::vector<log::Log::SourceState> sources = log_->Sources();
     const bool per_source = !sources.empty();
     beacon::Beacon b;
@@ -143,7 +144,7 @@ class SpeedLayer::Impl {
     duplicates_ += st.duplicates;
     applied_ += st.applied;
     late_ += st.late;
-    AdvanceWatermark(log_->Sources());
+    AdvanceWatermark(sources);
 
     // Each touched visitor's new events, grouped (a counting sort by visitor), then applied:
     // retract the old contribution, add the new one, fold sessions the new watermark completed.

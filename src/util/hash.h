@@ -24,8 +24,4 @@ inline Hash128 HashBytes(std::string_view s) {
 
 inline uint64_t Hash64(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
-struct Hash128Hasher {
-  size_t operator()(const Hash128& h) const { return h.lo ^ (h.hi * 0x9e3779b97f4a7c15ULL); }
-};
-
 }  // namespace duet

@@ -46,20 +46,9 @@ sigkill_runs "$work/stream.log" 3 6 "$duet" "${args[@]}"
 epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
 echo "committed epoch after the kills: ${epoch:-0}"
 
-"$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
-pid=$!
-sleep 0.5
-kill -TERM "$pid"
-if ! wait "$pid"; then echo "FAILED: stream did not exit 0 on SIGTERM"; exit 1; fi
-echo "SIGTERM: clean exit"
-
-"$duet" "${args[@]}" --drain 2>>"$work/stream.log"
-if grep -q '"level":"error"' "$work/stream.log"; then
-  echo "FAILED: a stream process reported an error:"; grep '"level":"error"' "$work/stream.log" | head -3; exit 1
-fi
-"$duet" report --store "sqlite:$work/speed.sqlite" --layer speed --json --full >"$work/speed.json"
-python3 "$src/tests/integration/speed_as_batch.py" "$work/speed.json"
-python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/speed.json"
+sigterm_exits_cleanly "$work/stream.log" "$duet" "${args[@]}"
+drain_without_errors "$work/stream.log" "$duet" "${args[@]}"
+speed_equals_batch "sqlite:$work/speed.sqlite" "$work/batch.json" "$work/speed.json"
 # Every bad row also went to beacons.bad, at least once (a micro-batch read again after a SIGKILL
 # sends its bad rows again), keyed by source@offset, with its reason in a header.
 bad_rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["input"]["bad_rows"])' "$work/speed.json")

@@ -25,3 +25,34 @@ sigkill_runs() {
   [ "$kills" -ge "$min" ] || { echo "FAILED: only $kills SIGKILLs of '$1' landed"; exit 1; }
   echo "$(basename "$1") $2: $kills SIGKILLs"
 }
+
+# sigterm_exits_cleanly LOG CMD...: starts CMD, sends SIGTERM after 0.5 s; fails unless it
+# finishes its micro-batch, commits and exits 0.
+sigterm_exits_cleanly() {
+  local log=$1 pid
+  shift
+  "$@" 2>>"$log" >/dev/null &
+  pid=$!
+  sleep 0.5
+  kill -TERM "$pid"
+  if ! wait "$pid"; then echo "FAILED: '$1 $2' did not exit 0 on SIGTERM"; exit 1; fi
+  echo "SIGTERM: clean exit"
+}
+
+# drain_without_errors LOG CMD...: runs CMD --drain; fails if any run logged an error in LOG.
+drain_without_errors() {
+  local log=$1
+  shift
+  "$@" --drain 2>>"$log"
+  if grep -q '"level":"error"' "$log"; then
+    echo "FAILED: '$1 $2' reported an error:"; grep '"level":"error"' "$log" | head -3; exit 1
+  fi
+}
+
+# speed_equals_batch STORE BATCH_JSON OUT_JSON: the speed layer's report in STORE, written to
+# OUT_JSON, must equal the batch report BATCH_JSON figure by figure (with no late beacon).
+speed_equals_batch() {
+  "$duet" report --store "$1" --layer speed --json --full >"$3"
+  python3 "$src/tests/integration/speed_as_batch.py" "$3"
+  python3 "$src/tests/reference/compare.py" "$2" "$3"
+}

@@ -10,26 +10,23 @@ back) and go on.
 Prints one summary line: requests, lines acknowledged, 503 answers.
 """
 import argparse
-import glob
 import http.client
 import os
 import sys
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dataset import lines  # noqa: E402
+
 
 def chunks(root, size):
-    files = sorted((p for p in glob.glob(root + '/**/*.ndjson', recursive=True)
-                    if not os.path.basename(p).startswith(('.', '_'))),
-                   key=lambda p: os.path.relpath(p, root).encode())
     batch = []
-    for f in files:
-        with open(f, 'rb') as fh:
-            for line in fh:
-                batch.append(line.rstrip(b'\n'))
-                if len(batch) == size:
-                    yield batch
-                    batch = []
+    for line in lines(root):
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 

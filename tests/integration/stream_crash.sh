@@ -5,6 +5,7 @@
 set -euo pipefail
 duet=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
+source "$src/tests/integration/lib.sh"
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "stream crash test, seed $seed"
 "$duet" generate --out "$work/master" --beacons 200000 --seed "$seed" --hours 6 --late-fraction 0 \
@@ -36,20 +37,9 @@ done
 [ "$kills" -ge 5 ] || { echo "FAILED: only $kills kills landed"; exit 1; }
 
 # SIGTERM finishes the current micro-batch, commits and exits 0.
-"$duet" "${args[@]}" 2>>"$work/stream.log" >/dev/null &
-pid=$!
-sleep 0.3
-kill -TERM "$pid"
-if ! wait "$pid"; then echo "FAILED: stream did not exit 0 on SIGTERM"; exit 1; fi
-echo "SIGTERM: clean exit"
-
-"$duet" "${args[@]}" --drain 2>>"$work/stream.log"
-if grep -q '"level":"error"' "$work/stream.log"; then
-  echo "FAILED: a stream process reported an error:"; grep '"level":"error"' "$work/stream.log" | head -3; exit 1
-fi
-"$duet" report --store "sqlite:$work/speed.sqlite" --layer speed --json --full >"$work/speed.json"
-python3 "$src/tests/integration/speed_as_batch.py" "$work/speed.json"
-python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/speed.json"
+sigterm_exits_cleanly "$work/stream.log" "$duet" "${args[@]}"
+drain_without_errors "$work/stream.log" "$duet" "${args[@]}"
+speed_equals_batch "sqlite:$work/speed.sqlite" "$work/batch.json" "$work/speed.json"
 "$duet" report --store "sqlite:$work/speed.sqlite" --layer merged --json --full >"$work/merged.json"
 echo "merged view (batch over the first half, speed over everything) vs batch over everything:"
 # Input accounting is the speed layer's and the event-time range is not part of the merge.
