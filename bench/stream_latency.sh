@@ -15,7 +15,9 @@ pid=$!
 sleep 1
 lines_in_store() {
   local n
-  n=$(sqlite3 "$work/s.sqlite" "SELECT lines FROM input_totals WHERE layer='speed'" 2>/dev/null || true)
+  # The speed views live as mergeable states in the store: ask duet for them (a few ms).
+  n=$("$duet" report --store "sqlite:$work/s.sqlite" --layer speed --json 2>/dev/null |
+      grep -o '"lines":[0-9]*' | head -1 | cut -d: -f2 || true)
   echo "${n:-0}"
 }
 ts=1795514400000

@@ -100,6 +100,8 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Tests kill group members and want their partitions moved within seconds (default minimum: 6 s).
+group.min.session.timeout.ms=1000
 log.flush.interval.messages=9223372036854775807
 EOF
   cat >"$dir/log4j2.properties" <<'EOF'

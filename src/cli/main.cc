@@ -30,6 +30,7 @@
 #include "report/report.h"
 #include "serve/merge.h"
 #include "speed/kafka_bad_rows.h"
+#include "speed/partitioned.h"
 #include "speed/speed_layer.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -331,8 +332,12 @@ int CmdReport(const std::vector<std::string>& args) {
     auto in = (*store)->ReadMergeInputs();
     if (!in.ok()) return Fail("report", in.status());
     views = serve::MergeViews(*in);
+  } else if (which == store::Layer::kBatch) {
+    views = (*store)->ReadBatchViews();
   } else {
-    views = (*store)->ReadViews(which);
+    auto scopes = (*store)->ReadSpeedScopes();
+    if (!scopes.ok()) return Fail("report", scopes.status());
+    views = serve::SpeedViews(*scopes);
   }
   if (!views.ok()) return Fail("report", views.status());
   report::ReportOptions ro;
@@ -463,12 +468,129 @@ Result<std::unique_ptr<log::Log>> OpenLogSource(const std::string& source,
   return log::OpenFileLog(source);
 }
 
+// `duet stream` over Kafka: a consumer-group member with one engine per owned partition
+// (speed/partitioned.h).
+int StreamGroup(const Config& c, const speed::SpeedOptions& o, bool drain, int64_t interval_ms) {
+  auto k = log::ParseKafkaUri(c.String("source"));
+  if (!k.ok()) return Fail("stream", k.status());
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail("stream", store.status());
+  speed::PartitionedSpeed member(store->get(), o, k->topic);
+  if (Status s = member.CheckStore(); !s.ok()) return Fail("stream", s);
+  log::KafkaGroupOptions go;
+  go.group = c.String("group");
+  auto session = c.DurationMs("session-timeout");
+  if (!session.ok()) return Fail("stream", session.status());
+  go.session_timeout_ms = static_cast<int>(*session);
+  auto consumer = log::OpenKafkaGroupConsumer(*k, go, &member);
+  if (!consumer.ok()) return Fail("stream", consumer.status());
+  member.Attach(consumer->get());
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  Log(LogLevel::kInfo, "stream.start",
+      {{"source", c.String("source")},
+       {"group", go.group},
+       {"store", c.String("store")},
+       {"drain", drain},
+       {"interval_ms", interval_ms},
+       {"lateness_ms", o.lateness_ms},
+       {"ttl_ms", o.ttl_ms}});
+  uint64_t total = 0;
+  int64_t backoff_ms = 0;
+  constexpr int64_t kMaxBackoffMs = 30'000;
+  // --drain gives up when nothing moves for this long (no partition assigned, a broker away).
+  constexpr auto kDrainStall = std::chrono::seconds(60);
+  auto last_progress = std::chrono::steady_clock::now();
+  std::vector<int> owned;
+  Status failed = Status::Ok();
+  while (!g_stop.load()) {
+    const auto start = std::chrono::steady_clock::now();
+    auto round = member.Round();
+    if (!round.ok()) {
+      if (round.status().code() != StatusCode::kUnavailable) {
+        failed = round.status();
+        break;
+      }
+      round = speed::RoundResult{{}, {{-1, round.status()}}, 0};
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const speed::PartitionBatch& b : round->batches) {
+      const speed::MicroBatchStats& st = b.stats;
+      Log(LogLevel::kInfo, "stream.batch",
+          {{"scope", k->topic + "/" + std::to_string(b.partition)},
+           {"epoch", st.epoch},
+           {"lines", st.lines},
+           {"applied", st.applied},
+           {"duplicates", st.duplicates},
+           {"bad_rows", st.bad_rows},
+           {"late", st.late},
+           {"visitors_active", st.visitors_active},
+           {"visitor_state_bytes", st.visitor_state_bytes},
+           {"state_bytes", st.state_bytes},
+           {"full_snapshot", st.full_snapshot},
+           {"watermark_ms", st.watermark_ms}});
+    }
+    total += round->lines;
+    if (round->lines > 0) {
+      Log(LogLevel::kInfo, "stream.round",
+          {{"lines", round->lines},
+           {"seconds", secs},
+           {"lines_per_s", secs > 0 ? round->lines / secs : 0.0}});
+    }
+    std::vector<int> now_owned = member.Owned();
+    if (round->lines > 0 || now_owned != owned) last_progress = std::chrono::steady_clock::now();
+    owned = std::move(now_owned);
+    if (!round->failures.empty()) {
+      // The store or a broker is away: held partitions are rebuilt after a back-off.
+      backoff_ms = std::min(kMaxBackoffMs, backoff_ms == 0 ? 200 : backoff_ms * 2);
+      for (const auto& [p, s] : round->failures) {
+        Log(LogLevel::kWarn, "stream.retry",
+            {{"partition", p}, {"error", s.ToString()}, {"backoff_ms", backoff_ms}});
+      }
+      SleepUnlessStopped(start + std::chrono::milliseconds(backoff_ms));
+      continue;
+    }
+    backoff_ms = 0;
+    if (drain) {
+      if (member.Drained()) break;
+      if (std::chrono::steady_clock::now() - last_progress > kDrainStall) {
+        failed = Status::Unavailable("--drain: no progress for 60 s (owned partitions: " +
+                                     std::to_string(owned.size()) + ")");
+        break;
+      }
+      continue;
+    }
+    if (round->lines >= o.max_batch_lines) continue;  // a backlog: next round right away
+    SleepUnlessStopped(start + std::chrono::milliseconds(interval_ms));
+  }
+  // Leaving the group hands this member's partitions to the others; every micro-batch read so
+  // far is committed (rounds end with their commits).
+  (*consumer)->Close();
+  if (!failed.ok()) return Fail("stream", failed);
+  auto scopes = (*store)->ReadSpeedScopes();
+  auto views = scopes.ok() ? serve::SpeedViews(*scopes) : Result<core::Views>(scopes.status());
+  Log(LogLevel::kInfo, "stream.stop", {{"lines_this_run", total}, {"signal", g_stop.load()}});
+  if (views.ok()) {
+    const auto& in = views->input;
+    std::printf("stream: %" PRId64 " lines (%" PRId64 " applied, %" PRId64 " duplicates, %" PRId64
+                " bad rows, %" PRId64 " late) in %zu partition scopes -> %s\n",
+                in.lines, in.valid_beacons, in.duplicates, in.bad_rows, in.late_beacons,
+                scopes->size(), c.String("store").c_str());
+  }
+  return kExitOk;
+}
+
 int CmdStream(const std::vector<std::string>& args) {
   Config c;
   c.Define("source", "",
            "the log: a master-dataset folder read as a log (new files and lines are picked up), "
            "or kafka://HOST:PORT[,HOST:PORT...]/TOPIC");
-  c.Define("group", "duet-stream", "Kafka consumer group id (offsets live in the store)");
+  c.Define("group", "duet-stream",
+           "Kafka consumer group: processes in one group share the topic's partitions (offsets "
+           "live in the store)");
+  c.Define("session-timeout", "10s",
+           "Kafka: a group member that stops answering loses its partitions after this long");
   c.Define("bad-topic", "",
            "Kafka source only: topic that also receives every bad row (default <topic>.bad; "
            "'none' to turn off)");
@@ -515,6 +637,7 @@ int CmdStream(const std::vector<std::string>& args) {
     bad_sink = std::move(*sink);
     o.bad_row_sink = bad_sink.get();
   }
+  if (c.String("source").starts_with("kafka://")) return StreamGroup(c, o, drain, *interval);
 
   // The log, the store and the engine, rebuilt together after a transient failure: a failed
   // micro-batch leaves the engine's memory ahead of the store, so it restarts from the checkpoint.
@@ -531,6 +654,15 @@ int CmdStream(const std::vector<std::string>& args) {
     auto st = store::OpenStore(c.String("store"));
     if (!st.ok()) return st.status();
     p.store = std::move(*st);
+    auto scopes = p.store->ReadSpeedScopes();
+    if (!scopes.ok()) return scopes.status();
+    for (const store::SpeedScope& s : *scopes) {
+      if (s.scope.empty()) continue;
+      return Status::InvalidArgument("the store already holds speed-layer state of Kafka scope '" +
+                                     s.scope +
+                                     "'; one store keeps one speed layer: use another "
+                                     "store for this one");
+    }
     p.speed = std::make_unique<speed::SpeedLayer>(p.log.get(), p.store.get(), o);
     DUET_RETURN_IF_ERROR(p.speed->Recover());
     return p;

@@ -4,17 +4,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
 #include "log/kafka_conf.h"
+#include "log/kafka_records.h"
 #include "util/line_reader.h"
 
 namespace duet::log {
 namespace {
 
 constexpr std::string_view kHeader = "duet-kafka-log v1\n";
-constexpr size_t kBlockBytes = 4 << 20;
 
 Status InvalidUri(std::string_view uri, std::string_view why) {
   return Status::InvalidArgument("kafka source '" + std::string(uri) + "': " + std::string(why) +
@@ -85,11 +86,10 @@ class KafkaLog final : public Log {
 
   Status Poll(size_t max_records, bool final, std::vector<LogRecord>* out) override {
     out->clear();
-    used_ = 0;
+    arena_.Reset();
     if (broken_ && !Assign().ok()) {
       return Status::Unavailable("kafka topic " + source_.topic + ": cannot assign its partitions");
     }
-    block_ = 0;
     if (final && end_.empty()) DUET_RETURN_IF_ERROR(FixEnd());
     const auto deadline_without_progress = std::chrono::milliseconds(options_.drain_timeout_ms);
     auto last_progress = std::chrono::steady_clock::now();
@@ -192,33 +192,15 @@ class KafkaLog final : public Log {
   }
 
   Status Seek(std::string_view positions) override {
-    const auto bad = [&](std::string_view why) {
-      return Status::InvalidArgument("kafka log positions: " + std::string(why));
-    };
-    if (positions.substr(0, kHeader.size()) != kHeader) return bad("not a duet-kafka-log v1 text");
-    std::string_view rest = positions.substr(kHeader.size());
-    const size_t nl = rest.find('\n');
-    if (nl == std::string_view::npos) return bad("no topic line");
-    if (rest.substr(0, nl) != source_.topic) {
-      return bad("they belong to topic '" + std::string(rest.substr(0, nl)) + "', not '" +
-                 source_.topic + "'");
-    }
-    rest.remove_prefix(nl + 1);
+    auto parsed = ParseKafkaPositions(source_.topic, positions);
+    if (!parsed.ok()) return parsed.status();
     std::vector<int64_t> next(partitions_, 0);
     std::vector<bool> positioned(partitions_, false);
-    while (!rest.empty()) {
-      const size_t end = rest.find('\n');
-      if (end == std::string_view::npos) return bad("unterminated line");
-      const std::string line(rest.substr(0, end));
-      rest.remove_prefix(end + 1);
-      long long p = -1, off = -1;
-      char tail = 0;
-      if (std::sscanf(line.c_str(), "%lld\t%lld%c", &p, &off, &tail) != 2 || p < 0 || off < 0) {
-        return bad("cannot read '" + line + "'");
-      }
+    for (const auto& [p, off] : *parsed) {
       if (p >= partitions_) {
-        return bad("partition " + std::to_string(p) + " but topic " + source_.topic + " has " +
-                   std::to_string(partitions_) + " (partitions were removed?)");
+        return Status::InvalidArgument("kafka log positions: partition " + std::to_string(p) +
+                                       " but topic " + source_.topic + " has " +
+                                       std::to_string(partitions_) + " (partitions were removed?)");
       }
       next[p] = off;
       positioned[p] = true;
@@ -232,25 +214,10 @@ class KafkaLog final : public Log {
 
  private:
   Status LoadPartitions() {
-    rd_kafka_topic_t* t = rd_kafka_topic_new(rk_, source_.topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_, 0, t, &md, options_.metadata_timeout_ms);
-    rd_kafka_topic_destroy(t);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Status::Unavailable("kafka " + source_.brokers + ": cannot read metadata of topic " +
-                                 source_.topic + ": " + rd_kafka_err2str(e));
-    }
-    Status s = Status::Ok();
-    if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        md->topics[0].partition_cnt <= 0) {
-      s = Status::NotFound(
-          "kafka " + source_.brokers + ": topic " + source_.topic + " does not exist (" +
-          (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "no data") + ")");
-    } else {
-      partitions_ = md->topics[0].partition_cnt;
-    }
-    rd_kafka_metadata_destroy(md);
-    return s;
+    auto n = TopicPartitionCount(rk_, source_.brokers, source_.topic, options_.metadata_timeout_ms);
+    if (!n.ok()) return n.status();
+    partitions_ = *n;
+    return Status::Ok();
   }
 
   Status Assign() {
@@ -298,43 +265,10 @@ class KafkaLog final : public Log {
   }
 
   void Emit(const rd_kafka_message_t* m, std::vector<LogRecord>* out) {
-    const size_t full = m->len;
-    const size_t keep = std::min(full, options_.max_line);
-    char* dst = Reserve(keep + kLinePadding);
-    if (keep > 0) std::memcpy(dst, m->payload, keep);
-    std::memset(dst + keep, 0, kLinePadding);
-    LogRecord& r = out->emplace_back();
-    r.bytes = std::string_view(dst, keep);
-    r.source = names_[m->partition];
-    r.line = static_cast<uint64_t>(m->offset) + 1;
-    r.offset = static_cast<uint64_t>(m->offset);
-    r.full_length = full;
-    r.truncated = full > options_.max_line;
-    rd_kafka_timestamp_type_t type;
-    const int64_t ts = rd_kafka_message_timestamp(m, &type);
-    r.timestamp_ms = ts > 0 ? ts : 0;
+    arena_.Add(m, names_[m->partition], options_.max_line, out);
     next_[m->partition] = m->offset + 1;
     positioned_[m->partition] = true;
     caught_up_[m->partition] = false;
-  }
-
-  // `n` bytes that stay put until the next Poll.
-  char* Reserve(size_t n) {
-    const size_t size = std::max(kBlockBytes, n);
-    while (true) {
-      if (block_ == blocks_.size()) {
-        blocks_.emplace_back(std::make_unique<char[]>(size), size);
-        used_ = 0;
-      }
-      auto& [data, cap] = blocks_[block_];
-      if (cap - used_ >= n) {
-        char* p = data.get() + used_;
-        used_ += n;
-        return p;
-      }
-      ++block_;
-      used_ = 0;
-    }
   }
 
   Status Failed(std::vector<LogRecord>* out, Status s) {
@@ -370,9 +304,7 @@ class KafkaLog final : public Log {
   std::vector<bool> positioned_;  // per partition: next_ is a real position (else: beginning)
   bool broken_ = false;           // the last assign failed: positions are unknown
   std::vector<std::string> names_;
-  std::vector<std::pair<std::unique_ptr<char[]>, size_t>> blocks_;
-  size_t block_ = 0;
-  size_t used_ = 0;
+  KafkaRecordArena arena_;
 };
 
 }  // namespace
@@ -412,6 +344,37 @@ std::string KafkaPositions(const std::string& topic,
     s.append(std::to_string(offset)).push_back('\n');
   }
   return s;
+}
+
+Result<std::vector<std::pair<int, int64_t>>> ParseKafkaPositions(std::string_view topic,
+                                                                 std::string_view positions) {
+  const auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("kafka log positions: " + std::string(why));
+  };
+  if (positions.substr(0, kHeader.size()) != kHeader) return bad("not a duet-kafka-log v1 text");
+  std::string_view rest = positions.substr(kHeader.size());
+  const size_t nl = rest.find('\n');
+  if (nl == std::string_view::npos) return bad("no topic line");
+  if (rest.substr(0, nl) != topic) {
+    return bad("they belong to topic '" + std::string(rest.substr(0, nl)) + "', not '" +
+               std::string(topic) + "'");
+  }
+  rest.remove_prefix(nl + 1);
+  std::vector<std::pair<int, int64_t>> out;
+  while (!rest.empty()) {
+    const size_t end = rest.find('\n');
+    if (end == std::string_view::npos) return bad("unterminated line");
+    const std::string line(rest.substr(0, end));
+    rest.remove_prefix(end + 1);
+    long long p = -1, off = -1;
+    char tail = 0;
+    if (std::sscanf(line.c_str(), "%lld\t%lld%c", &p, &off, &tail) != 2 || p < 0 || off < 0 ||
+        p > 1'000'000) {
+      return bad("cannot read '" + line + "'");
+    }
+    out.emplace_back(static_cast<int>(p), off);
+  }
+  return out;
 }
 
 int KafkaPartitionOf(std::string_view source) {

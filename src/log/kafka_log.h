@@ -72,6 +72,11 @@ Result<std::unique_ptr<Log>> OpenKafkaLog(const KafkaSource& source,
 std::string KafkaPositions(const std::string& topic,
                            const std::vector<std::pair<int, int64_t>>& next);
 
+// The (partition, next offset) pairs of a Positions() text of a KafkaLog over `topic`.
+// InvalidArgument naming what is wrong (another topic, a malformed line).
+Result<std::vector<std::pair<int, int64_t>>> ParseKafkaPositions(std::string_view topic,
+                                                                 std::string_view positions);
+
 // The partition of a KafkaLog record's source ("TOPIC/PARTITION"), or -1.
 int KafkaPartitionOf(std::string_view source);
 

@@ -12,6 +12,7 @@
 #include "beacon/parser.h"
 #include "core/aggregator.h"
 #include "core/catalog.h"
+#include "core/mergeable.h"
 #include "speed/id_set.h"
 #include "speed/visitor_state.h"
 #include "util/hash.h"
@@ -44,7 +45,7 @@ class SpeedLayer::Impl {
         delta_(std::make_unique<core::Aggregator>(&catalog_, o.session_gap_ms)) {}
 
   Status Recover() {
-    auto cp = store_->LoadSpeedCheckpoint();
+    auto cp = store_->LoadSpeedCheckpoint(options_.scope);
     if (!cp.ok()) return cp.status();
     if (!cp->has_value()) {
       views_ = aggregator_.Finalize();
@@ -220,15 +221,20 @@ class SpeedLayer::Impl {
     for (const auto& [k, v] : checkpoint_.put_records) st.state_bytes += k.size() + v.size();
     DUET_RETURN_IF_ERROR(Compress(encoded_.buffer(), &checkpoint_.state));
     checkpoint_.positions = log_->Positions();
+    checkpoint_.scope = options_.scope;
     delta_encoded_.buffer().clear();
-    catalog_.Save(&delta_encoded_);
-    (boundary_ == INT64_MIN ? aggregator_ : *delta_).Save(&delta_encoded_);
+    core::SaveViewsState(views_.input, views_.final_before_ms, catalog_, aggregator_,
+                         &delta_encoded_);
+    checkpoint_.views_state = delta_encoded_.buffer();
+    delta_encoded_.buffer().clear();
+    core::SaveAggregatorState(catalog_, boundary_ == INT64_MIN ? aggregator_ : *delta_,
+                              &delta_encoded_);
     checkpoint_.delta_state = delta_encoded_.buffer();
     checkpoint_.delta_boundary_ms = boundary_;
     if (options_.bad_row_sink != nullptr && !bad_.empty()) {
       DUET_RETURN_IF_ERROR(options_.bad_row_sink->Put(bad_));
     }
-    DUET_RETURN_IF_ERROR(store_->CommitSpeed(views_, bad_, checkpoint_));
+    DUET_RETURN_IF_ERROR(store_->CommitSpeed(bad_, checkpoint_));
     epoch_ = checkpoint_.epoch;
     st.epoch = epoch_;
     st.watermark_ms = watermark_;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "core/bad_row.h"
 #include "core/views.h"
@@ -33,6 +34,9 @@ class BadRowSink {
 };
 
 struct SpeedOptions {
+  // The part of the input this engine owns, and its checkpoint's scope in the store
+  // (store::SpeedCheckpoint): "" for a log read whole, "TOPIC/PARTITION" for one Kafka partition.
+  std::string scope;
   BadRowSink* bad_row_sink = nullptr;  // optional; must outlive the SpeedLayer
   int64_t session_gap_ms = 30 * 60 * 1000;
   int64_t lateness_ms = 10 * 60 * 1000;

@@ -2,15 +2,19 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "beacon/beacon.h"
 
 namespace duet::store {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+// 3: the speed layer's checkpoint per scope (speed_scopes); speed views kept as mergeable
+// states, not rows.
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -45,9 +49,15 @@ CREATE TABLE IF NOT EXISTS bad_rows(
   PRIMARY KEY(layer, generation, source, offset));
 -- No index by reason: bad rows are a small share of the input, and a reason filter with a LIMIT
 -- scans them quickly, while every index slows the inserts on the batch hot path.
-CREATE TABLE IF NOT EXISTS speed_checkpoint(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS speed_scopes(
+  scope TEXT PRIMARY KEY, epoch INTEGER NOT NULL, positions TEXT NOT NULL,
+  views_state BLOB NOT NULL, delta_boundary INTEGER NOT NULL, delta_state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS speed_checkpoint(
+  scope TEXT NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(scope, chunk));
 CREATE TABLE IF NOT EXISTS blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS speed_records(key BLOB PRIMARY KEY, value BLOB NOT NULL);
+-- Records can be large (a full snapshot is one record): a rowid table, not WITHOUT ROWID.
+CREATE TABLE IF NOT EXISTS speed_records(
+  scope TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY(scope, key));
 CREATE TABLE IF NOT EXISTS batch_runs(
   generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
@@ -205,35 +215,50 @@ class SqliteStore final : public Store {
     return Exec("COMMIT");
   }
 
-  Status CommitSpeed(const core::Views& views, std::span<const core::BadRow> bad_rows,
-                     const SpeedCheckpoint& cp) override {
+  Status CommitSpeed(std::span<const core::BadRow> bad_rows, const SpeedCheckpoint& cp) override {
     std::lock_guard<std::mutex> l(mu_);
     DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status s = Status::Ok();
-    const int64_t current = MetaOptional("speed_epoch", &s).value_or(0);
-    if (s.ok() && cp.epoch != current + 1) {
-      s = Status::Aborted("speed checkpoint epoch " + std::to_string(cp.epoch) +
-                          " does not follow the stored epoch " + std::to_string(current) +
-                          " (another stream process is writing to this store?)");
+    int64_t current = 0;
+    {
+      Stmt q(db_, "SELECT epoch FROM speed_scopes WHERE scope=?");
+      q.Bind(1, cp.scope);
+      const int rc = q.Step();
+      if (rc == SQLITE_ROW) {
+        current = q.Int(0);
+      } else if (rc != SQLITE_DONE) {
+        s = Error("read the speed epoch");
+      }
     }
-    if (s.ok()) s = WriteViews("speed", views);
+    if (s.ok() && cp.epoch != current + 1) {
+      s = Status::Aborted("speed checkpoint of scope '" + cp.scope + "': epoch " +
+                          std::to_string(cp.epoch) + " does not follow the stored epoch " +
+                          std::to_string(current) +
+                          " (another stream process committed it: the partition moved to another "
+                          "group member, or two processes read the same input)");
+    }
     if (s.ok()) s = InsertBadRows("speed", 0, bad_rows);
-    if (s.ok()) s = Exec("DELETE FROM speed_checkpoint");
     if (s.ok()) {
-      Stmt ins(db_, "INSERT INTO speed_checkpoint(chunk, data) VALUES(?, ?)");
+      Stmt del(db_, "DELETE FROM speed_checkpoint WHERE scope=?");
+      del.Bind(1, cp.scope);
+      if (del.Step() != SQLITE_DONE) s = Error("replace the speed checkpoint");
+    }
+    if (s.ok()) {
+      Stmt ins(db_, "INSERT INTO speed_checkpoint(scope, chunk, data) VALUES(?, ?, ?)");
       for (size_t off = 0, chunk = 0; s.ok() && (off < cp.state.size() || chunk == 0);
            off += kChunkBytes, ++chunk) {
-        ins.Bind(1, static_cast<int64_t>(chunk))
-            .BindBlob(2, std::string_view(cp.state).substr(off, kChunkBytes));
+        ins.Bind(1, cp.scope)
+            .Bind(2, static_cast<int64_t>(chunk))
+            .BindBlob(3, std::string_view(cp.state).substr(off, kChunkBytes));
         if (ins.Step() != SQLITE_DONE) s = Error("write the speed checkpoint");
         ins.Reset();
       }
     }
-    if (s.ok() && cp.replace_records) s = DeleteRecordsWithPrefix(cp.replace_prefix);
+    if (s.ok() && cp.replace_records) s = DeleteRecordsWithPrefix(cp.scope, cp.replace_prefix);
     if (s.ok() && !cp.put_records.empty()) {
-      Stmt put(db_, "INSERT OR REPLACE INTO speed_records(key, value) VALUES(?, ?)");
+      Stmt put(db_, "INSERT OR REPLACE INTO speed_records(scope, key, value) VALUES(?, ?, ?)");
       for (const auto& [k, v] : cp.put_records) {
-        put.BindBlob(1, k).BindBlob(2, v);
+        put.Bind(1, cp.scope).BindBlob(2, k).BindBlob(3, v);
         if (put.Step() != SQLITE_DONE) {
           s = Error("write a speed record");
           break;
@@ -242,9 +267,9 @@ class SqliteStore final : public Store {
       }
     }
     if (s.ok() && !cp.delete_keys.empty()) {
-      Stmt del(db_, "DELETE FROM speed_records WHERE key=?");
+      Stmt del(db_, "DELETE FROM speed_records WHERE scope=? AND key=?");
       for (const std::string& k : cp.delete_keys) {
-        del.BindBlob(1, k);
+        del.Bind(1, cp.scope).BindBlob(2, k);
         if (del.Step() != SQLITE_DONE) {
           s = Error("delete a speed record");
           break;
@@ -252,10 +277,18 @@ class SqliteStore final : public Store {
         del.Reset();
       }
     }
-    if (s.ok()) s = SetBlob("speed_delta", cp.delta_state);
-    if (s.ok()) s = SetMeta("speed_delta_boundary", std::to_string(cp.delta_boundary_ms));
-    if (s.ok()) s = SetMeta("speed_epoch", std::to_string(cp.epoch));
-    if (s.ok()) s = SetMeta("speed_positions", cp.positions);
+    if (s.ok()) {
+      Stmt up(db_,
+              "INSERT OR REPLACE INTO speed_scopes(scope, epoch, positions, views_state, "
+              "delta_boundary, delta_state) VALUES(?, ?, ?, ?, ?, ?)");
+      up.Bind(1, cp.scope)
+          .Bind(2, cp.epoch)
+          .Bind(3, cp.positions)
+          .BindBlob(4, cp.views_state)
+          .Bind(5, cp.delta_boundary_ms)
+          .BindBlob(6, cp.delta_state);
+      if (up.Step() != SQLITE_DONE) s = Error("write the speed scope");
+    }
     if (!s.ok()) {
       (void)Exec("ROLLBACK");
       return s;
@@ -263,28 +296,52 @@ class SqliteStore final : public Store {
     return Exec("COMMIT");
   }
 
-  Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint() override {
+  Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) override {
     std::lock_guard<std::mutex> l(mu_);
-    DUET_RETURN_IF_ERROR(Exec("BEGIN"));
+    DUET_RETURN_IF_ERROR(Exec("BEGIN"));  // one snapshot of the scope
     Status s = Status::Ok();
     SpeedCheckpoint cp;
-    cp.epoch = MetaOptional("speed_epoch", &s).value_or(0);
-    if (s.ok()) cp.delta_boundary_ms = MetaOptional("speed_delta_boundary", &s).value_or(INT64_MIN);
-    if (s.ok()) {
-      Stmt q(db_, "SELECT value FROM meta WHERE key='speed_positions'");
-      if (q.Step() == SQLITE_ROW) cp.positions = q.Text(0);
-      Stmt c(db_, "SELECT data FROM speed_checkpoint ORDER BY chunk");
+    cp.scope = std::string(scope);
+    bool found = false;
+    {
+      Stmt q(db_,
+             "SELECT epoch, positions, views_state, delta_boundary, delta_state FROM "
+             "speed_scopes WHERE scope=?");
+      q.Bind(1, scope);
+      const int rc = q.Step();
+      if (rc == SQLITE_ROW) {
+        found = true;
+        cp.epoch = q.Int(0);
+        cp.positions = q.Text(1);
+        cp.views_state = q.Blob(2);
+        cp.delta_boundary_ms = q.Int(3);
+        cp.delta_state = q.Blob(4);
+      } else if (rc != SQLITE_DONE) {
+        s = Error("read the speed scope");
+      }
+    }
+    if (s.ok() && found) {
+      Stmt c(db_, "SELECT data FROM speed_checkpoint WHERE scope=? ORDER BY chunk");
+      c.Bind(1, scope);
       int rc;
       while ((rc = c.Step()) == SQLITE_ROW) cp.state += c.Blob(0);
       if (rc != SQLITE_DONE) s = Error("read the speed checkpoint");
-      Stmt r(db_, "SELECT key, value FROM speed_records");
+      Stmt r(db_, "SELECT key, value FROM speed_records WHERE scope=?");
+      r.Bind(1, scope);
       while (s.ok() && (rc = r.Step()) == SQLITE_ROW) cp.records.emplace_back(r.Blob(0), r.Blob(1));
       if (s.ok() && rc != SQLITE_DONE) s = Error("read the speed records");
     }
     (void)Exec("COMMIT");
     if (!s.ok()) return s;
-    if (cp.epoch == 0) return std::optional<SpeedCheckpoint>();
+    if (!found) return std::optional<SpeedCheckpoint>();
     return std::optional<SpeedCheckpoint>(std::move(cp));
+  }
+
+  Result<std::vector<SpeedScope>> ReadSpeedScopes() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<SpeedScope> out;
+    DUET_RETURN_IF_ERROR(ReadScopes(&out));
+    return out;
   }
 
   Result<int64_t> BatchBoundary() override {
@@ -301,31 +358,22 @@ class SqliteStore final : public Store {
     MergeInputs m;
     Status s = Status::Ok();
     const auto batch = MetaOptional("batch_boundary", &s);
-    const auto speed = MetaOptional("speed_delta_boundary", &s);
     if (s.ok() && batch) {
       m.has_batch = true;
       m.batch_boundary_ms = *batch;
       s = GetBlob("batch_prefix", &m.batch_prefix_state);
     }
-    if (s.ok() && speed) {
-      m.has_speed = true;
-      m.speed_boundary_ms = *speed;
-      s = GetBlob("speed_delta", &m.speed_delta_state);
-    }
-    core::Views speed_views;
-    if (s.ok() && speed) s = ReadAll("speed", &speed_views);
+    if (s.ok()) s = ReadScopes(&m.speed);
     (void)Exec("COMMIT");
     if (!s.ok()) return s;
-    m.speed_input = std::move(speed_views.input);
     return m;
   }
 
-  Result<core::Views> ReadViews(Layer layer) override {
+  Result<core::Views> ReadBatchViews() override {
     std::lock_guard<std::mutex> l(mu_);
-    const std::string_view ln = LayerName(layer);
     core::Views v;
     DUET_RETURN_IF_ERROR(Exec("BEGIN"));  // one consistent snapshot for all tables
-    Status s = ReadAll(ln, &v);
+    Status s = ReadAll("batch", &v);
     (void)Exec("COMMIT");
     if (!s.ok()) return s;
     return v;
@@ -403,16 +451,30 @@ class SqliteStore final : public Store {
 
   static constexpr size_t kChunkBytes = 8 << 20;
 
+  Status ReadScopes(std::vector<SpeedScope>* out) {
+    Stmt q(db_,
+           "SELECT scope, epoch, positions, views_state, delta_boundary, delta_state FROM "
+           "speed_scopes ORDER BY scope");
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out->push_back(SpeedScope{q.Text(0), q.Int(1), q.Text(2), q.Blob(3), q.Int(4), q.Blob(5)});
+    }
+    if (rc != SQLITE_DONE) return Error("read the speed scopes");
+    return Status::Ok();
+  }
+
   // Records are BLOB keys, ordered bytewise: a prefix is the range [prefix, prefix + 1).
-  Status DeleteRecordsWithPrefix(const std::string& prefix) {
-    if (prefix.empty()) return Exec("DELETE FROM speed_records");
+  Status DeleteRecordsWithPrefix(const std::string& scope, const std::string& prefix) {
     std::string upper = prefix;
     while (!upper.empty() && static_cast<uint8_t>(upper.back()) == 0xff) upper.pop_back();
     if (!upper.empty()) upper.back() = static_cast<char>(static_cast<uint8_t>(upper.back()) + 1);
-    Stmt del(db_, upper.empty() ? "DELETE FROM speed_records WHERE key >= ?1"
-                                : "DELETE FROM speed_records WHERE key >= ?1 AND key < ?2");
-    del.BindBlob(1, prefix);
-    if (!upper.empty()) del.BindBlob(2, upper);
+    Stmt del(db_, prefix.empty()  ? "DELETE FROM speed_records WHERE scope=?1"
+                  : upper.empty() ? "DELETE FROM speed_records WHERE scope=?1 AND key >= ?2"
+                                  : "DELETE FROM speed_records WHERE scope=?1 AND key >= ?2 AND "
+                                    "key < ?3");
+    del.Bind(1, scope);
+    if (!prefix.empty()) del.BindBlob(2, prefix);
+    if (!upper.empty()) del.BindBlob(3, upper);
     if (del.Step() != SQLITE_DONE) return Error("replace the speed records");
     return Status::Ok();
   }
@@ -624,7 +686,17 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int busy
   }
   sqlite3_busy_timeout(db, busy_timeout_ms);
   auto store = std::make_unique<SqliteStore>(db, path);
-  DUET_RETURN_IF_ERROR(store->Init());
+  // Processes starting together (the members of a consumer group) race to create the file and
+  // switch it to WAL, and SQLite answers some of those steps SQLITE_BUSY without waiting: retry
+  // them for as long as a write would wait.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  Status s = store->Init();
+  while (s.code() == StatusCode::kUnavailable && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    s = store->Init();
+  }
+  DUET_RETURN_IF_ERROR(s);
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -19,6 +19,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/bad_row.h"
@@ -50,50 +52,68 @@ struct BadRowQuery {
   int64_t limit = 100;                // at most this many, ordered by (source, offset)
 };
 
-// The speed layer's checkpoint: its whole state and the log positions it corresponds to.
+// The speed layer's checkpoint for one scope: its whole state and the log positions it
+// corresponds to. A scope is the part of the input one speed-layer engine owns: "" for a log read
+// whole (a master-dataset folder), "TOPIC/PARTITION" for one partition of a Kafka consumer group.
+// Scopes are independent: each has its own epoch, state, records and positions.
 struct SpeedCheckpoint {
-  int64_t epoch = 0;      // 1 for the first commit, then +1 per commit
+  std::string scope;
+  int64_t epoch = 0;      // 1 for the scope's first commit, then +1 per commit
   std::string state;      // opaque bytes owned by the speed layer: the part rewritten every commit
   std::string positions;  // opaque log positions (log::Log::Positions())
   // The incremental part: keyed records (e.g. one per visitor) that a commit upserts or deletes,
-  // so that a micro-batch writes only what it changed. CommitSpeed drops the records whose key
-  // starts with replace_prefix if replace_records (all of them when the prefix is empty), then
-  // applies put_records, then delete_keys (a key in both ends up deleted);
-  // LoadSpeedCheckpoint returns every stored record in `records`.
+  // so that a micro-batch writes only what it changed. CommitSpeed drops the scope's records
+  // whose key starts with replace_prefix if replace_records (all of them when the prefix is
+  // empty), then applies put_records, then delete_keys (a key in both ends up deleted);
+  // LoadSpeedCheckpoint returns every stored record of the scope in `records`.
   bool replace_records = false;  // drop stored records first (a full snapshot)
   std::string replace_prefix;
   std::vector<std::pair<std::string, std::string>> put_records;
   std::vector<std::string> delete_keys;
   std::vector<std::pair<std::string, std::string>> records;
-  // The speed layer's side of the serving merge: its delta aggregator state and the batch
-  // boundary it was computed against (INT64_MIN before any batch run).
+  // The scope's speed views in exact, mergeable form (core/mergeable.h, a views state): the
+  // speed layer's views are the merge of every scope's.
+  std::string views_state;
+  // The scope's side of the serving merge: its delta aggregator state (core/mergeable.h) and the
+  // batch boundary it was computed against (INT64_MIN before any batch run).
   int64_t delta_boundary_ms = INT64_MIN;
   std::string delta_state;
 };
 
-// What `duet report --layer merged` needs: both sides of the serving merge.
+// What a reader of the speed views needs of one scope (the checkpoint's small, shared part).
+struct SpeedScope {
+  std::string scope;
+  int64_t epoch = 0;
+  std::string positions;
+  std::string views_state;
+  int64_t delta_boundary_ms = INT64_MIN;
+  std::string delta_state;
+};
+
+// What `duet report --layer merged` needs: both sides of the serving merge, read consistently.
 struct MergeInputs {
   bool has_batch = false;
   int64_t batch_boundary_ms = INT64_MIN;
   std::string batch_prefix_state;
-  bool has_speed = false;
-  int64_t speed_boundary_ms = INT64_MIN;
-  std::string speed_delta_state;
-  core::InputTotals speed_input;
+  std::vector<SpeedScope> speed;  // every scope, ordered by name
 };
 
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Speed layer: atomically replaces the speed views, keeps `bad_rows` (idempotent per
-  // (source, offset)) and makes `checkpoint` current — all or nothing, so that a crash at any
-  // point leaves either the previous or the new micro-batch fully visible. Fails with Aborted if
-  // checkpoint.epoch is not the current epoch + 1 (another writer committed in between).
-  virtual Status CommitSpeed(const core::Views& views, std::span<const core::BadRow> bad_rows,
+  // Speed layer: atomically keeps `bad_rows` (idempotent per (source, offset)) and makes
+  // `checkpoint` its scope's current one — all or nothing, so that a crash at any point leaves
+  // either the previous or the new micro-batch of that scope fully visible. Other scopes are not
+  // touched. Fails with Aborted if checkpoint.epoch is not the scope's current epoch + 1 (another
+  // writer committed that scope in between: a process that lost the partition, or a second
+  // process on the same input).
+  virtual Status CommitSpeed(std::span<const core::BadRow> bad_rows,
                              const SpeedCheckpoint& checkpoint) = 0;
-  // The current speed checkpoint, if any.
-  virtual Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint() = 0;
+  // The current checkpoint of `scope`, if any.
+  virtual Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) = 0;
+  // Every scope's shared part, ordered by scope, read consistently.
+  virtual Result<std::vector<SpeedScope>> ReadSpeedScopes() = 0;
   // The batch boundary of the last committed batch run (INT64_MIN if none). Cheap.
   virtual Result<int64_t> BatchBoundary() = 0;
   // Both sides of the serving merge, read consistently.
@@ -106,8 +126,9 @@ class Store {
   // Atomically makes `views`, the run's bad rows and `run` the batch layer's current state.
   virtual Status CommitBatch(int64_t generation, const core::Views& views, const BatchRun& run) = 0;
 
-  // The current views of a layer (empty Views if nothing was committed).
-  virtual Result<core::Views> ReadViews(Layer layer) = 0;
+  // The batch layer's current views (empty Views if nothing was committed). The speed layer's
+  // views are the merge of its scopes (serve::SpeedViews).
+  virtual Result<core::Views> ReadBatchViews() = 0;
   // The last committed batch run, if any.
   virtual Result<std::optional<BatchRun>> LastBatchRun() = 0;
   virtual Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) = 0;

@@ -82,17 +82,16 @@ if ! wait "$collector"; then echo "FAILED: the collector did not exit 0 on SIGTE
 echo "collector: clean exit on SIGTERM"
 
 # Archiver and stream: SIGKILLed at random points, restarted, then drained.
-run_with_kills() {  # name, then the command
-  local name=$1
-  shift
-  sigkill_runs "$work/$name.log" 3 4 "$@"
-  drain_without_errors "$work/$name.log" "$@"
-  echo "$name: drained"
-}
-run_with_kills archive "$duet" archive --source "kafka://$bootstrap/beacons" --out "$work/archive" \
-  --roll-lines 5000
-run_with_kills stream "$duet" stream --source "kafka://$bootstrap/beacons" \
-  --store "sqlite:$work/speed.sqlite" --max-batch 200 --interval 50ms
+archive=("$duet" archive --source "kafka://$bootstrap/beacons" --out "$work/archive" --roll-lines 5000)
+sigkill_runs "$work/archive.log" 3 4 "${archive[@]}"
+drain_without_errors "$work/archive.log" "${archive[@]}"
+echo "archive: drained"
+# The stream is a consumer-group member: each run is killed once it has committed.
+stream=("$duet" stream --source "kafka://$bootstrap/beacons" --store "sqlite:$work/speed.sqlite"
+        --max-batch 200 --interval 50ms --session-timeout 2s)
+sigkill_after_progress "$work/stream.log" '"event":"stream.batch"' 4 "${stream[@]}"
+drain_without_errors "$work/stream.log" "${stream[@]}"
+echo "stream: drained, epochs $(speed_epochs "$work/speed.sqlite")"
 
 # The batch layer over what the archiver wrote.
 "$duet" batch --input "$work/archive" --store "sqlite:$work/archive.sqlite" 2>/dev/null
@@ -119,8 +118,7 @@ EOF
 
 # The serving merge: the batch layer over the archive into the speed layer's store.
 "$duet" batch --input "$work/archive" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
-"$duet" stream --source "kafka://$bootstrap/beacons" --store "sqlite:$work/speed.sqlite" --drain \
-  2>>"$work/stream.log" >/dev/null
+"${stream[@]}" --drain 2>>"$work/stream.log" >/dev/null
 "$duet" report --store "sqlite:$work/speed.sqlite" --layer merged --json --full >"$work/merged.json"
 echo "merged view vs the reference:"
 python3 "$src/tests/reference/compare.py" --ignore input --ignore event_time \

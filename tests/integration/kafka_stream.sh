@@ -41,10 +41,9 @@ mkdir -p "$work/early"
 "$duet" batch --input "$work/early" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
 
 args=(stream --source "kafka://$bootstrap/beacons" --group duet-test --store "sqlite:$work/speed.sqlite"
-      --max-batch 100 --interval 50ms)
-sigkill_runs "$work/stream.log" 3 6 "$duet" "${args[@]}"
-epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
-echo "committed epoch after the kills: ${epoch:-0}"
+      --max-batch 100 --interval 50ms --session-timeout 2s)
+sigkill_after_progress "$work/stream.log" '"event":"stream.batch"' 4 "$duet" "${args[@]}"
+echo "committed epochs after the kills: $(speed_epochs "$work/speed.sqlite")"
 
 sigterm_exits_cleanly "$work/stream.log" "$duet" "${args[@]}"
 drain_without_errors "$work/stream.log" "$duet" "${args[@]}"

@@ -26,6 +26,38 @@ sigkill_runs() {
   echo "$(basename "$1") $2: $kills SIGKILLs"
 }
 
+# sigkill_after_progress LOG PATTERN RUNS CMD...: starts CMD (output to LOG) RUNS times; each run
+# is killed with SIGKILL 0-0.3 s after LOG gained a line matching PATTERN (e.g. its first
+# committed micro-batch: a consumer-group member must first join the group and be given
+# partitions, which can take seconds). Fails if a run made no progress within 60 s.
+sigkill_after_progress() {
+  local log=$1 pattern=$2 runs=$3
+  shift 3
+  local i pid before waited
+  touch "$log"
+  for i in $(seq 1 "$runs"); do
+    before=$(grep -c -- "$pattern" "$log" || true)
+    "$@" 2>>"$log" >/dev/null &
+    pid=$!
+    waited=0
+    while [ "$(grep -c -- "$pattern" "$log" || true)" -le "$before" ]; do
+      if ! kill -0 "$pid" 2>/dev/null; then echo "FAILED: '$1 $2' exited before making progress"; tail -3 "$log"; exit 1; fi
+      [ "$waited" -lt 1200 ] || { kill -9 "$pid"; echo "FAILED: no '$pattern' from '$1 $2' within 60 s"; exit 1; }
+      sleep 0.05
+      waited=$((waited + 1))
+    done
+    sleep "0.$(( RANDOM % 30 ))"
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  echo "$(basename "$log"): $runs SIGKILLs, each after progress"
+}
+
+# speed_epochs STORE_FILE: the committed epochs of the speed layer's scopes, e.g. "beacons/0:12 …".
+speed_epochs() {
+  sqlite3 "$1" "SELECT group_concat(scope || ':' || epoch, ' ') FROM speed_scopes" 2>/dev/null || echo none
+}
+
 # sigterm_exits_cleanly LOG CMD...: starts CMD, sends SIGTERM after 0.5 s; fails unless it
 # finishes its micro-batch, commits and exits 0.
 sigterm_exits_cleanly() {

@@ -31,8 +31,7 @@ for i in $(seq 1 8); do
   sleep "0.$(( (RANDOM % 55) + 5 ))"
   if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
   wait "$pid" 2>/dev/null || true
-  epoch=$(sqlite3 "$work/speed.sqlite" "SELECT value FROM meta WHERE key='speed_epoch'" 2>/dev/null || echo 0)
-  echo "kill $i: SIGKILL sent, committed epoch now ${epoch:-0}"
+  echo "kill $i: SIGKILL sent, committed epoch now $(speed_epochs "$work/speed.sqlite")"
 done
 [ "$kills" -ge 5 ] || { echo "FAILED: only $kills kills landed"; exit 1; }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/mergeable.h"
+
 namespace duet::core {
 namespace {
 
@@ -319,6 +321,59 @@ TEST_F(AggregatorTest, MergedAggregatorsEqualOne) {
   }
   left.Merge(right);
   EXPECT_EQ(left.Finalize(), one.Finalize());
+}
+
+// Parts saved with their own catalogs (as the speed layer's scopes are) merge to the figures of
+// one aggregator fed every visitor; input accounting is summed, final_before is the least.
+TEST_F(AggregatorTest, ViewsMergerSumsPartsSavedWithTheirOwnCatalogs) {
+  Aggregator one(&catalog_, kDefaultSessionGapMs);
+  std::vector<std::string> states;
+  for (int part = 0; part < 3; ++part) {
+    Catalog part_catalog;
+    Aggregator agg(&part_catalog, kDefaultSessionGapMs);
+    for (int visitor = part; visitor < 30; visitor += 3) {
+      const std::string variant = visitor % 2 ? "B" : "A";
+      std::vector<beacon::ExperimentTag> tags = {{"exp", variant}};
+      // Interned in a different order per part: ids differ across the parts' catalogs.
+      const std::vector<beacon::ExperimentTag> other = {{"other", "x"}};
+      if (part == 1) part_catalog.InternTagSet(other);
+      std::vector<Event> ev = {Event{kT0 + visitor * kMin, "x", 0.37 * visitor,
+                                     part_catalog.InternTagSet(tags), BeaconType::kConversion}};
+      agg.AddVisitor(ev);
+      std::vector<Event> mine = {Event{kT0 + visitor * kMin, "x", 0.37 * visitor,
+                                       catalog_.InternTagSet(tags), BeaconType::kConversion}};
+      one.AddVisitor(mine);
+    }
+    InputTotals in;
+    in.lines = 10 + part;
+    in.valid_beacons = 10;
+    in.bad_rows = part;
+    if (part > 0) in.bad_rows_by_reason["bad_json"] = part;
+    ByteWriter w;
+    SaveViewsState(in, kT0 + part * kMin, part_catalog, agg, &w);
+    states.push_back(w.buffer());
+  }
+  ViewsMerger merger;
+  for (const std::string& s : states) ASSERT_TRUE(merger.AddViews(s, "part").ok());
+  const Views merged = merger.Finish();
+  const Views want = one.Finalize();
+  EXPECT_EQ(merged.totals, want.totals);
+  EXPECT_EQ(merged.hourly, want.hourly);
+  EXPECT_EQ(merged.uniques, want.uniques);
+  EXPECT_EQ(merged.input.lines, 33);
+  EXPECT_EQ(merged.input.bad_rows, 3);
+  EXPECT_EQ(merged.input.bad_rows_by_reason.at("bad_json"), 3);
+  EXPECT_EQ(merged.final_before_ms, kT0);
+  // Input only: the figures stay empty.
+  ViewsMerger inputs;
+  ASSERT_TRUE(inputs.AddInput(states[2], "part").ok());
+  EXPECT_TRUE(inputs.Finish().totals.empty());
+  EXPECT_EQ(inputs.Finish().input.lines, 12);
+  // A damaged state is Corruption naming the part.
+  ViewsMerger damaged;
+  const Status s = damaged.AddViews(states[0].substr(0, states[0].size() - 3), "scope 'b/0'");
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("scope 'b/0'"), std::string::npos);
 }
 
 }  // namespace

@@ -3,11 +3,13 @@
 // DUET_TEST_FIXTURE_DIR/bootstrap); by hand, set DUET_TEST_KAFKA=HOST:PORT. Without a broker the
 // tests fail: a missing broker is an infrastructure failure, not a pass.
 #include "log/kafka_log.h"
+#include "log/kafka_group.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -87,14 +89,18 @@ TEST_F(KafkaLogTest, RandomPollsAndRestartsReadEveryMessageOnceInPartitionOrder)
   std::string positions;
   for (int round = 0; round < 40 && seen.size() < values.size(); ++round) {
     std::unique_ptr<Log> log = Open(topic);
-    if (!positions.empty()) ASSERT_TRUE(log->Seek(positions).ok());
+    if (!positions.empty()) {
+      ASSERT_TRUE(log->Seek(positions).ok());
+    }
     std::vector<LogRecord> records;
     for (int polls = 0; polls < 3; ++polls) {
       ASSERT_TRUE(log->Poll(1 + rng() % 400, /*final=*/true, &records).ok());
       for (const LogRecord& r : records) {
         seen.insert(std::string(r.bytes));
         const std::string source(r.source);
-        if (last.count(source) > 0) EXPECT_EQ(static_cast<int64_t>(r.offset), last[source] + 1);
+        if (last.count(source) > 0) {
+          EXPECT_EQ(static_cast<int64_t>(r.offset), last[source] + 1);
+        }
         last[source] = static_cast<int64_t>(r.offset);
         EXPECT_EQ(r.line, r.offset + 1);
         EXPECT_GT(r.timestamp_ms, 0);
@@ -178,6 +184,159 @@ TEST_F(KafkaLogTest, MissingTopicIsNotFoundAndABadUriIsRefused) {
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->brokers, "a:1,b:2");
   EXPECT_EQ(ok->topic, "beacons");
+}
+
+
+// ---- KafkaGroupConsumer
+
+// A listener that keeps positions as a store would: per partition, the next offset to read,
+// "committed" by the test after each Poll; and the partitions its member owns.
+class Positions final : public PartitionListener {
+ public:
+  explicit Positions(std::map<int, int64_t>* store) : store_(store) {}
+  Result<int64_t> OnAssigned(int partition) override {
+    if (fail_next_) {
+      fail_next_ = false;
+      return Status::Unavailable("store down (test)");
+    }
+    owned.insert(partition);
+    ++assignments;
+    auto it = store_->find(partition);
+    return it == store_->end() ? kFromOldest : it->second;
+  }
+  void OnRevoked(int partition) override {
+    owned.erase(partition);
+    ++revocations;
+  }
+  std::set<int> owned;
+  int assignments = 0;
+  int revocations = 0;
+  bool fail_next_ = false;
+
+ private:
+  std::map<int, int64_t>* store_;
+};
+
+std::unique_ptr<KafkaGroupConsumer> Member(const std::string& topic, const std::string& group,
+                                           PartitionListener* listener) {
+  KafkaGroupOptions o;
+  o.group = group;
+  o.session_timeout_ms = 2000;
+  o.poll_wait_ms = 50;
+  auto c = OpenKafkaGroupConsumer(KafkaSource{Broker(), topic}, o, listener);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// Polls `c` once and "commits" what it returned: every record once, in offset order per
+// partition, counted into *seen.
+void PollAndCommit(KafkaGroupConsumer* c, std::map<int, int64_t>* store,
+                   std::multiset<std::string>* seen) {
+  std::vector<LogRecord> records;
+  ASSERT_TRUE(c->Poll(500, &records).ok());
+  for (const LogRecord& r : records) {
+    const int p = KafkaPartitionOf(r.source);
+    auto it = store->find(p);
+    if (it != store->end()) {
+      EXPECT_EQ(static_cast<int64_t>(r.offset), it->second) << r.source;
+    }
+    (*store)[p] = static_cast<int64_t>(r.offset) + 1;
+    seen->insert(std::string(r.bytes));
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Each assigned partition starts where the listener says; Hold stops a partition and Start reads
+// it again from an offset.
+TEST_F(KafkaLogTest, GroupMemberStartsEachPartitionWhereTheListenerSays) {
+  const std::string topic = FreshTopic();
+  std::vector<std::string> values;
+  for (int i = 0; i < 400; ++i) values.push_back("m" + std::to_string(i));
+  Produce(topic, values, 40);
+  std::map<int, int64_t> store = {{1, 7}, {2, 3}};  // partitions 1 and 2 were partly read
+  Positions listener(&store);
+  auto member = Member(topic, "g-" + topic, &listener);
+  ASSERT_NE(member, nullptr);
+  std::multiset<std::string> seen;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (seen.size() < values.size() - 10 && Clock::now() < deadline) {
+    PollAndCommit(member.get(), &store, &seen);
+  }
+  EXPECT_EQ(seen.size(), values.size() - 10);  // everything but the 7 + 3 already "processed"
+  EXPECT_EQ(listener.owned.size(), 4u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  for (const KafkaGroupConsumer::Owned& o : member->Assignment()) {
+    EXPECT_EQ(o.next, o.end) << "partition " << o.partition;
+    EXPECT_EQ(o.next, store[o.partition]);
+  }
+  // Held, partition 0 returns nothing; started at 0, it is read again from its beginning.
+  member->Hold(0);
+  store.erase(0);
+  ASSERT_TRUE(member->Start(0, kFromOldest).ok());
+  const size_t again = seen.size();
+  int64_t end0 = 0;
+  for (const auto& o : member->Assignment()) end0 = o.partition == 0 ? o.end : end0;
+  while (store[0] < end0 && Clock::now() < deadline) PollAndCommit(member.get(), &store, &seen);
+  EXPECT_EQ(seen.size() - again, static_cast<size_t>(end0));
+  member->Close();
+  EXPECT_TRUE(listener.owned.empty());
+}
+
+// Two members in one group split the partitions; when one leaves, the other continues its
+// partitions from the stored offsets: every message is read exactly once overall. A partition
+// whose start offset cannot be given (the store is down) is held until started.
+TEST_F(KafkaLogTest, GroupMembersShareThePartitionsAndHandThemOver) {
+  const std::string topic = FreshTopic();
+  std::vector<std::string> values;
+  for (int i = 0; i < 600; ++i) values.push_back("a" + std::to_string(i));
+  Produce(topic, values, 60);
+  const std::string group = "g-" + topic;
+  std::map<int, int64_t> store;
+  Positions la(&store), lb(&store);
+  auto a = Member(topic, group, &la);
+  auto b = Member(topic, group, &lb);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::multiset<std::string> seen;
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  // Until both own partitions (the second join triggers a cooperative rebalance).
+  while ((la.owned.empty() || lb.owned.empty()) && Clock::now() < deadline) {
+    PollAndCommit(a.get(), &store, &seen);
+    PollAndCommit(b.get(), &store, &seen);
+  }
+  ASSERT_FALSE(la.owned.empty());
+  ASSERT_FALSE(lb.owned.empty());
+  EXPECT_EQ(la.owned.size() + lb.owned.size(), 4u);
+  for (const int p : la.owned) EXPECT_EQ(lb.owned.count(p), 0u) << "partition " << p;
+  while (seen.size() < values.size() && Clock::now() < deadline) {
+    PollAndCommit(a.get(), &store, &seen);
+    PollAndCommit(b.get(), &store, &seen);
+  }
+  EXPECT_EQ(seen.size(), values.size());
+  // a leaves; b is given a's partitions, the first of them while "the store is down".
+  std::vector<std::string> more;
+  for (int i = 0; i < 300; ++i) more.push_back("b" + std::to_string(i));
+  Produce(topic, more, 60);
+  lb.fail_next_ = true;
+  a->Close();
+  deadline = Clock::now() + std::chrono::seconds(60);
+  bool started = false;
+  while (seen.size() < values.size() + more.size() && Clock::now() < deadline) {
+    PollAndCommit(b.get(), &store, &seen);
+    for (const auto& o : b->Assignment()) {
+      if (!o.held) continue;
+      ASSERT_FALSE(started);
+      auto it = store.find(o.partition);
+      ASSERT_TRUE(b->Start(o.partition, it == store.end() ? kFromOldest : it->second).ok());
+      started = true;
+    }
+  }
+  EXPECT_TRUE(started);
+  EXPECT_EQ(lb.owned.size() + 1, 4u);  // the held one was never reported owned by the listener
+  EXPECT_EQ(seen.size(), values.size() + more.size());
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  b->Close();
 }
 
 }  // namespace

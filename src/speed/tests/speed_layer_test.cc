@@ -139,9 +139,58 @@ TEST_F(SpeedLayerTest, RecoveringFromTheStoreMidwayChangesNothing) {
   EXPECT_GT(full_snapshots_, 0);
   EXPECT_GT(incremental_commits_, 0);
   // The committed views are the same as the in-memory ones.
-  auto stored = store->ReadViews(store::Layer::kSpeed);
+  auto scopes = store->ReadSpeedScopes();
+  ASSERT_TRUE(scopes.ok());
+  auto stored = serve::SpeedViews(*scopes);
   ASSERT_TRUE(stored.ok());
   ExpectSameFigures(*stored, Batch(input));
+}
+
+// A consumer group runs one engine per partition, each with its own scope in the store. With
+// the input split by visitor (as Kafka keys it), the merge of the scopes' views is the batch
+// layer's figures over all of it, and so is the serving merge.
+TEST_F(SpeedLayerTest, ScopesSplitByVisitorMergeToTheBatchFigures) {
+  const std::string input = Generate(5, 30000);
+  constexpr int kParts = 3;
+  std::vector<std::ofstream> parts;
+  for (int p = 0; p < kParts; ++p) {
+    fs::create_directories(dir_ / ("part" + std::to_string(p)));
+    parts.emplace_back(dir_ / ("part" + std::to_string(p)) / "lines.ndjson", std::ios::binary);
+  }
+  std::vector<fs::path> files;  // in the log's order: by path
+  for (const auto& f : fs::recursive_directory_iterator(input)) {
+    if (f.is_regular_file() && f.path().filename().string()[0] != '_') files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string line;
+    while (std::getline(in, line)) {
+      // The visitor's value as the partitioner's key (a line without one goes to part 0).
+      const size_t at = line.find("\"visitor\":\"");
+      const std::string key =
+          at == std::string::npos ? "" : line.substr(at + 11, line.find('"', at + 11) - at - 11);
+      parts[std::hash<std::string>()(key) % kParts] << line << '\n';
+    }
+  }
+  for (auto& p : parts) p.close();
+  auto store = Store("scopes");
+  std::mt19937_64 rng(5);
+  for (int p = 0; p < kParts; ++p) {
+    SpeedOptions o;
+    o.scope = "beacons/" + std::to_string(p);
+    Drain((dir_ / ("part" + std::to_string(p))).string(), store.get(), &rng, 2, o, 3000);
+  }
+  auto scopes = store->ReadSpeedScopes();
+  ASSERT_TRUE(scopes.ok());
+  ASSERT_EQ(scopes->size(), static_cast<size_t>(kParts));
+  auto merged = serve::SpeedViews(*scopes);
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  const core::Views batch = Batch(input);
+  ExpectSameFigures(*merged, batch);
+  auto serving = serve::MergeViews(*store->ReadMergeInputs());
+  ASSERT_TRUE(serving.ok()) << serving.status().ToString();
+  ExpectSameFigures(*serving, batch);
 }
 
 // The equivalence property: any arrival order within the allowed lateness, any micro-batch

@@ -67,7 +67,7 @@ using Backends = ::testing::Types<SqliteBackend>;
 TYPED_TEST_SUITE(StoreContractTest, Backends);
 
 TYPED_TEST(StoreContractTest, EmptyStoreReadsAsEmptyViews) {
-  auto v = this->store_->ReadViews(Layer::kBatch);
+  auto v = this->store_->ReadBatchViews();
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(*v, core::Views());
   auto run = this->store_->LastBatchRun();
@@ -80,7 +80,7 @@ TYPED_TEST(StoreContractTest, CommittedViewsReadBackExactly) {
   ASSERT_TRUE(gen.ok());
   const core::Views views = this->SampleViews(1);
   ASSERT_TRUE(this->store_->CommitBatch(*gen, views, BatchRun{*gen, 1, 2, "in", 2, 10}).ok());
-  auto back = this->store_->ReadViews(Layer::kBatch);
+  auto back = this->store_->ReadBatchViews();
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, views);
   auto run = this->store_->LastBatchRun();
@@ -97,7 +97,7 @@ TYPED_TEST(StoreContractTest, CommitReplacesInsteadOfAdding) {
         this->store_->PutBadRows(*gen, std::vector{this->Bad("f", 0), this->Bad("f", 9)}).ok());
     ASSERT_TRUE(this->store_->CommitBatch(*gen, this->SampleViews(1), BatchRun{*gen}).ok());
   }
-  auto back = this->store_->ReadViews(Layer::kBatch);
+  auto back = this->store_->ReadBatchViews();
   EXPECT_EQ(*back, this->SampleViews(1));
   auto rows = this->store_->ReadBadRows(BadRowQuery{});
   ASSERT_TRUE(rows.ok());
@@ -117,11 +117,11 @@ TYPED_TEST(StoreContractTest, UncommittedRunIsInvisibleAndCleanedUp) {
   auto rows = this->store_->ReadBadRows(BadRowQuery{});
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].source, "old");
-  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), this->SampleViews(1));
+  EXPECT_EQ(*this->store_->ReadBatchViews(), this->SampleViews(1));
   // The next run starts clean and commits.
   auto g3 = this->store_->BeginBatch();
   ASSERT_TRUE(this->store_->CommitBatch(*g3, this->SampleViews(2), BatchRun{*g3}).ok());
-  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), this->SampleViews(2));
+  EXPECT_EQ(*this->store_->ReadBatchViews(), this->SampleViews(2));
   EXPECT_TRUE(this->store_->ReadBadRows(BadRowQuery{})->empty());
   // The abandoned run cannot commit any more.
   EXPECT_FALSE(this->store_->CommitBatch(*g2, this->SampleViews(3), BatchRun{*g2}).ok());
@@ -157,47 +157,56 @@ TYPED_TEST(StoreContractTest, ReopeningKeepsCommittedState) {
   this->store_.reset();
   auto again = OpenStore(this->uri_);
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*(*again)->ReadViews(Layer::kBatch), this->SampleViews(4));
+  EXPECT_EQ(*(*again)->ReadBatchViews(), this->SampleViews(4));
 }
 
 TYPED_TEST(StoreContractTest, SpeedCommitKeepsViewsBadRowsAndCheckpointTogether) {
-  auto none = this->store_->LoadSpeedCheckpoint();
+  auto none = this->store_->LoadSpeedCheckpoint("");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   // A state larger than one chunk, with every byte value.
   std::string state(20 << 20, '\0');
   for (size_t i = 0; i < state.size(); ++i) state[i] = static_cast<char>(i * 7);
-  const SpeedCheckpoint cp{1, state, "positions-1"};
-  ASSERT_TRUE(
-      this->store_->CommitSpeed(this->SampleViews(1), std::vector{this->Bad("s", 3)}, cp).ok());
-  auto back = this->store_->LoadSpeedCheckpoint();
+  SpeedCheckpoint cp{"", 1, state, "positions-1"};
+  cp.views_state = "views-1";
+  cp.delta_state = "delta-1";
+  cp.delta_boundary_ms = 77;
+  ASSERT_TRUE(this->store_->CommitSpeed(std::vector{this->Bad("s", 3)}, cp).ok());
+  auto back = this->store_->LoadSpeedCheckpoint("");
   ASSERT_TRUE(back.ok() && back->has_value());
   EXPECT_EQ((*back)->epoch, 1);
   EXPECT_EQ((*back)->positions, "positions-1");
   EXPECT_TRUE((*back)->state == state);
-  EXPECT_EQ(*this->store_->ReadViews(Layer::kSpeed), this->SampleViews(1));
-  EXPECT_EQ(*this->store_->ReadViews(Layer::kBatch), core::Views());  // layers stay apart
+  EXPECT_EQ((*back)->views_state, "views-1");
+  EXPECT_EQ((*back)->delta_state, "delta-1");
+  EXPECT_EQ((*back)->delta_boundary_ms, 77);
+  auto scopes = this->store_->ReadSpeedScopes();
+  ASSERT_TRUE(scopes.ok());
+  ASSERT_EQ(scopes->size(), 1u);
+  EXPECT_EQ((*scopes)[0].views_state, "views-1");
+  EXPECT_EQ((*scopes)[0].positions, "positions-1");
+  EXPECT_EQ(*this->store_->ReadBatchViews(), core::Views());  // layers stay apart
   BadRowQuery q;
   q.layer = Layer::kSpeed;
   EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
   // Replaying the same micro-batch's bad rows under the next epoch adds nothing.
   ASSERT_TRUE(this->store_
-                  ->CommitSpeed(this->SampleViews(2), std::vector{this->Bad("s", 3)},
-                                SpeedCheckpoint{2, "small", "positions-2"})
+                  ->CommitSpeed(std::vector{this->Bad("s", 3)},
+                                SpeedCheckpoint{"", 2, "small", "positions-2"})
                   .ok());
   EXPECT_EQ(this->store_->ReadBadRows(q)->size(), 1u);
-  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->state, "small");
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint(""))->state, "small");
 }
 
 TYPED_TEST(StoreContractTest, SpeedRecordsArePutAndDeletedIncrementally) {
-  SpeedCheckpoint cp{1, "s1", "p1"};
+  SpeedCheckpoint cp{"", 1, "s1", "p1"};
   cp.put_records = {{"a", "1"}, {"b", std::string("\0\xff", 2)}, {"c", "3"}};
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp).ok());
-  SpeedCheckpoint cp2{2, "s2", "p2"};
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp).ok());
+  SpeedCheckpoint cp2{"", 2, "s2", "p2"};
   cp2.put_records = {{"a", "one"}, {"d", "4"}};
   cp2.delete_keys = {"c", "d"};  // deleting a key put in the same commit wins
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp2).ok());
-  auto back = this->store_->LoadSpeedCheckpoint();
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp2).ok());
+  auto back = this->store_->LoadSpeedCheckpoint("");
   ASSERT_TRUE(back.ok() && back->has_value());
   auto records = (*back)->records;
   std::sort(records.begin(), records.end());
@@ -208,41 +217,83 @@ TYPED_TEST(StoreContractTest, SpeedRecordsArePutAndDeletedIncrementally) {
 }
 
 TYPED_TEST(StoreContractTest, ReplacingRecordsDropsOnlyThoseWithThePrefix) {
-  SpeedCheckpoint cp{1, "s1", "p1"};
+  SpeedCheckpoint cp{"", 1, "s1", "p1"};
   cp.put_records = {{"i1", "ids"}, {"v\x01", "a"}, {"v\xff", "b"}, {"w", "c"}, {"\xff\xff", "d"}};
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp).ok());
-  SpeedCheckpoint cp2{2, "s2", "p2"};
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp).ok());
+  SpeedCheckpoint cp2{"", 2, "s2", "p2"};
   cp2.replace_records = true;
   cp2.replace_prefix = "v";
   cp2.put_records = {{"f", "snapshot"}};
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp2).ok());
-  auto records = (*this->store_->LoadSpeedCheckpoint())->records;
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp2).ok());
+  auto records = (*this->store_->LoadSpeedCheckpoint(""))->records;
   std::sort(records.begin(), records.end());
   const std::vector<std::pair<std::string, std::string>> want = {
       {"f", "snapshot"}, {"i1", "ids"}, {"w", "c"}, {"\xff\xff", "d"}};
   EXPECT_EQ(records, want);
-  SpeedCheckpoint cp3{3, "s3", "p3"};
+  SpeedCheckpoint cp3{"", 3, "s3", "p3"};
   cp3.replace_records = true;
   cp3.replace_prefix = "\xff";  // no upper bound: every key from the prefix on
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp3).ok());
-  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->records.size(), 3u);
-  SpeedCheckpoint cp4{4, "s4", "p4"};
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp3).ok());
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint(""))->records.size(), 3u);
+  SpeedCheckpoint cp4{"", 4, "s4", "p4"};
   cp4.replace_records = true;  // empty prefix: everything
-  ASSERT_TRUE(this->store_->CommitSpeed(this->SampleViews(1), {}, cp4).ok());
-  EXPECT_TRUE((*this->store_->LoadSpeedCheckpoint())->records.empty());
+  ASSERT_TRUE(this->store_->CommitSpeed({}, cp4).ok());
+  EXPECT_TRUE((*this->store_->LoadSpeedCheckpoint(""))->records.empty());
 }
 
 TYPED_TEST(StoreContractTest, SpeedCommitOutOfEpochOrderIsAbortedAndChangesNothing) {
-  ASSERT_TRUE(
-      this->store_->CommitSpeed(this->SampleViews(1), {}, SpeedCheckpoint{1, "a", "p1"}).ok());
+  ASSERT_TRUE(this->store_->CommitSpeed({}, SpeedCheckpoint{"", 1, "a", "p1"}).ok());
   for (const int64_t wrong : {1, 3, 0}) {
-    const Status s =
-        this->store_->CommitSpeed(this->SampleViews(9), {}, SpeedCheckpoint{wrong, "b", "p"});
+    const Status s = this->store_->CommitSpeed({}, SpeedCheckpoint{"", wrong, "b", "p"});
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.code(), StatusCode::kAborted);
   }
-  EXPECT_EQ(*this->store_->ReadViews(Layer::kSpeed), this->SampleViews(1));
-  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint())->positions, "p1");
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint(""))->positions, "p1");
+  EXPECT_EQ((*this->store_->LoadSpeedCheckpoint(""))->state, "a");
+}
+
+// A consumer group keeps one checkpoint per partition: scopes never see each other's epochs,
+// state or records, and a reader sees all of them.
+TYPED_TEST(StoreContractTest, SpeedScopesAreIndependent) {
+  SpeedCheckpoint a{"beacons/0", 1, "a1", "pa1"};
+  a.put_records = {{"v1", "x"}, {"v2", "y"}};
+  a.views_state = "va";
+  ASSERT_TRUE(this->store_->CommitSpeed({}, a).ok());
+  SpeedCheckpoint b{"beacons/1", 1, "b1", "pb1"};  // its own epoch 1
+  b.put_records = {{"v1", "other"}};
+  b.views_state = "vb";
+  ASSERT_TRUE(this->store_->CommitSpeed({}, b).ok());
+  // A full snapshot of one scope drops only that scope's records.
+  SpeedCheckpoint a2{"beacons/0", 2, "a2", "pa2"};
+  a2.replace_records = true;
+  a2.views_state = "va2";
+  ASSERT_TRUE(this->store_->CommitSpeed({}, a2).ok());
+  // An epoch that does not follow its own scope's is refused, whatever the other scopes hold.
+  EXPECT_EQ(this->store_->CommitSpeed({}, SpeedCheckpoint{"beacons/1", 3, "x", "x"}).code(),
+            StatusCode::kAborted);
+  auto la = this->store_->LoadSpeedCheckpoint("beacons/0");
+  auto lb = this->store_->LoadSpeedCheckpoint("beacons/1");
+  ASSERT_TRUE(la.ok() && la->has_value() && lb.ok() && lb->has_value());
+  EXPECT_EQ((*la)->epoch, 2);
+  EXPECT_EQ((*la)->state, "a2");
+  EXPECT_TRUE((*la)->records.empty());
+  EXPECT_EQ((*lb)->epoch, 1);
+  EXPECT_EQ((*lb)->positions, "pb1");
+  ASSERT_EQ((*lb)->records.size(), 1u);
+  EXPECT_EQ((*lb)->records[0].second, "other");
+  EXPECT_FALSE(this->store_->LoadSpeedCheckpoint("beacons/2")->has_value());
+  EXPECT_FALSE(this->store_->LoadSpeedCheckpoint("")->has_value());
+  auto scopes = this->store_->ReadSpeedScopes();
+  ASSERT_TRUE(scopes.ok());
+  ASSERT_EQ(scopes->size(), 2u);
+  EXPECT_EQ((*scopes)[0].scope, "beacons/0");
+  EXPECT_EQ((*scopes)[0].views_state, "va2");
+  EXPECT_EQ((*scopes)[1].scope, "beacons/1");
+  EXPECT_EQ((*scopes)[1].epoch, 1);
+  auto merge = this->store_->ReadMergeInputs();
+  ASSERT_TRUE(merge.ok());
+  EXPECT_FALSE(merge->has_batch);
+  EXPECT_EQ(merge->speed.size(), 2u);
 }
 
 TEST(OpenStoreTest, UnknownSchemeIsRejectedWithTheExpectedForm) {

@@ -1,0 +1,320 @@
+#include "log/kafka_group.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <string_view>
+
+#include "log/kafka_conf.h"
+#include "log/kafka_records.h"
+#include "util/log.h"
+
+namespace duet::log {
+namespace {
+
+class GroupConsumer final : public KafkaGroupConsumer {
+ public:
+  GroupConsumer(KafkaSource source, KafkaGroupOptions options, PartitionListener* listener)
+      : source_(std::move(source)), options_(std::move(options)), listener_(listener) {}
+
+  ~GroupConsumer() override {
+    Close();
+    if (queue_ != nullptr) rd_kafka_queue_destroy(queue_);
+    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+  }
+
+  Status Open() {
+    const int session = options_.session_timeout_ms;
+    auto made = NewKafkaConf({
+        {"bootstrap.servers", source_.brokers},
+        {"group.id", options_.group},
+        {"client.id", options_.client_id},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"session.timeout.ms", std::to_string(session)},
+        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 4))},
+        // Offsets live in the caller's store, never in Kafka.
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        // A start offset the topic no longer has is an error, never a silent jump: see Take.
+        {"auto.offset.reset", "error"},
+        {"max.partition.fetch.bytes", "4194304"},
+        // Fetch ahead while the caller processes a micro-batch (as KafkaLog does).
+        {"queued.max.messages.kbytes", "131072"},
+        {"queued.min.messages", "1000000"},
+        {"log_level", "3"},
+    });
+    if (!made.ok()) return made.status();
+    rd_kafka_conf_t* conf = *made;
+    rd_kafka_conf_set_opaque(conf, this);
+    rd_kafka_conf_set_rebalance_cb(
+        conf, [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                 void* self) { static_cast<GroupConsumer*>(self)->Rebalance(err, parts); });
+    char err[512];
+    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));  // takes conf on success
+    if (rk_ == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string("kafka consumer: ") + err);
+    }
+    rd_kafka_poll_set_consumer(rk_);
+    queue_ = rd_kafka_queue_get_consumer(rk_);
+    batch_.resize(4096);
+    names_.clear();
+    auto n = TopicPartitionCount(rk_, source_.brokers, source_.topic, options_.metadata_timeout_ms);
+    if (!n.ok()) return n.status();
+    for (int p = 0; p < *n; ++p) names_.push_back(source_.topic + "/" + std::to_string(p));
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, source_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    const rd_kafka_resp_err_t e = rd_kafka_subscribe(rk_, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Unavailable("kafka topic " + source_.topic +
+                                 ": subscribe failed: " + rd_kafka_err2str(e));
+    }
+    return Status::Ok();
+  }
+
+  Status Poll(size_t max_records, std::vector<LogRecord>* out) override {
+    out->clear();
+    arena_.Reset();
+    out_ = out;
+    fatal_ = Status::Ok();
+    bool first = true;
+    while (out->size() < max_records && fatal_.ok()) {
+      // Wait once for the first messages, then take only what has arrived.
+      const int wait = first ? options_.poll_wait_ms : 0;
+      first = false;
+      const size_t want = std::min(max_records - out->size(), batch_.size());
+      const ssize_t n = rd_kafka_consume_batch_queue(queue_, wait, batch_.data(), want);
+      if (n < 0) {
+        out_ = nullptr;
+        return Status::Unavailable("kafka topic " + source_.topic + ": " +
+                                   rd_kafka_err2str(rd_kafka_last_error()));
+      }
+      if (n == 0) break;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (fatal_.ok()) Take(batch_[i], out);
+        rd_kafka_message_destroy(batch_[i]);
+      }
+    }
+    out_ = nullptr;
+    if (!fatal_.ok()) out->clear();
+    return fatal_;
+  }
+
+  void Hold(int partition) override {
+    auto it = owned_.find(partition);
+    if (it == owned_.end() || it->second.held) return;
+    it->second.held = true;
+    rd_kafka_topic_partition_list_t* list = List(partition, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_pause_partitions(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    DropFromOut(partition);
+  }
+
+  Status Start(int partition, int64_t offset) override {
+    auto it = owned_.find(partition);
+    if (it == owned_.end()) {
+      return Status::InvalidArgument("kafka topic " + source_.topic + ": partition " +
+                                     std::to_string(partition) + " is not owned by this member");
+    }
+    rd_kafka_topic_partition_list_t* list =
+        List(partition, offset == kFromOldest ? RD_KAFKA_OFFSET_BEGINNING : offset);
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, options_.metadata_timeout_ms);
+    rd_kafka_resp_err_t e = error != nullptr ? rd_kafka_error_code(error) : list->elems[0].err;
+    if (error != nullptr) rd_kafka_error_destroy(error);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = rd_kafka_resume_partitions(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Unavailable("kafka topic " + source_.topic + " partition " +
+                                 std::to_string(partition) + ": cannot seek to offset " +
+                                 std::to_string(offset) + ": " + rd_kafka_err2str(e));
+    }
+    it->second.held = false;
+    it->second.next = offset == kFromOldest ? it->second.low : offset;
+    DropFromOut(partition);
+    return Status::Ok();
+  }
+
+  std::vector<Owned> Assignment() const override {
+    std::vector<Owned> out;
+    for (const auto& [p, s] : owned_) out.push_back(Owned{p, s.next, s.end, s.held});
+    return out;
+  }
+
+  void Close() override {
+    if (rk_ == nullptr || closed_) return;
+    closed_ = true;
+    // Revokes the assignment through the rebalance callback, then leaves the group.
+    rd_kafka_consumer_close(rk_);
+    for (const auto& [p, s] : owned_) listener_->OnRevoked(p);
+    owned_.clear();
+  }
+
+ private:
+  struct State {
+    int64_t next = 0;  // offset of the next record to return
+    int64_t low = 0;   // the oldest offset when assigned
+    int64_t end = 0;   // the end offset when assigned
+    bool held = false;
+  };
+
+  rd_kafka_topic_partition_list_t* List(int partition, int64_t offset) const {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, source_.topic.c_str(), partition)->offset = offset;
+    return list;
+  }
+
+  // Records of `partition` already in the Poll's output are dropped: it was revoked, held or
+  // moved, and whoever reads it next reads them again from its own position.
+  void DropFromOut(int partition) {
+    if (out_ == nullptr || partition < 0 || static_cast<size_t>(partition) >= names_.size()) return;
+    const std::string_view name = names_[partition];
+    std::erase_if(*out_, [&](const LogRecord& r) { return r.source == name; });
+  }
+
+  void Rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+    const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      std::vector<int> held;
+      for (int i = 0; i < parts->cnt; ++i) {
+        rd_kafka_topic_partition_t& tp = parts->elems[i];
+        const int p = tp.partition;
+        if (p < 0) continue;
+        if (static_cast<size_t>(p) >= names_.size()) {
+          // A partition added to the topic since start.
+          while (names_.size() <= static_cast<size_t>(p)) {
+            names_.push_back(source_.topic + "/" + std::to_string(names_.size()));
+          }
+        }
+        State s;
+        int64_t low = 0, high = 0;
+        const rd_kafka_resp_err_t we = rd_kafka_query_watermark_offsets(
+            rk_, source_.topic.c_str(), p, &low, &high, options_.metadata_timeout_ms);
+        if (we != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          ::duet::Log(
+              LogLevel::kWarn, "kafka.watermarks",
+              {{"topic", source_.topic}, {"partition", p}, {"error", rd_kafka_err2str(we)}});
+          high = INT64_MAX;  // unknown: a drain waits for its timeout
+        }
+        s.low = low;
+        s.end = high;
+        Result<int64_t> start = listener_->OnAssigned(p);
+        if (start.ok()) {
+          tp.offset = *start == kFromOldest ? RD_KAFKA_OFFSET_BEGINNING : *start;
+          s.next = *start == kFromOldest ? low : *start;
+        } else {
+          ::duet::Log(
+              LogLevel::kWarn, "kafka.partition_held",
+              {{"topic", source_.topic}, {"partition", p}, {"error", start.status().ToString()}});
+          tp.offset = RD_KAFKA_OFFSET_BEGINNING;  // replaced by Start's seek
+          s.held = true;
+          held.push_back(p);
+        }
+        owned_[p] = s;
+      }
+      rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+      if (cooperative) {
+        rd_kafka_error_t* error = rd_kafka_incremental_assign(rk_, parts);
+        if (error != nullptr) {
+          e = rd_kafka_error_code(error);
+          rd_kafka_error_destroy(error);
+        }
+      } else {
+        e = rd_kafka_assign(rk_, parts);
+      }
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ::duet::Log(LogLevel::kWarn, "kafka.assign_failed",
+                    {{"topic", source_.topic}, {"error", rd_kafka_err2str(e)}});
+      }
+      for (const int p : held) {
+        rd_kafka_topic_partition_list_t* list = List(p, RD_KAFKA_OFFSET_INVALID);
+        rd_kafka_pause_partitions(rk_, list);
+        rd_kafka_topic_partition_list_destroy(list);
+      }
+      return;
+    }
+    // Revoked, lost (the member was thrown out of the group), or an error: stop using them.
+    const bool lost = rd_kafka_assignment_lost(rk_) != 0;
+    for (int i = 0; i < parts->cnt; ++i) {
+      const int p = parts->elems[i].partition;
+      if (owned_.erase(p) == 0) continue;
+      DropFromOut(p);
+      listener_->OnRevoked(p);
+    }
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      ::duet::Log(LogLevel::kWarn, "kafka.rebalance_error",
+                  {{"topic", source_.topic}, {"error", rd_kafka_err2str(err)}});
+    }
+    if (lost) ::duet::Log(LogLevel::kWarn, "kafka.assignment_lost", {{"topic", source_.topic}});
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, parts);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(rk_, nullptr);
+      for (const auto& [p, s] : owned_) listener_->OnRevoked(p);
+      owned_.clear();
+    }
+  }
+
+  // One consumed message or event.
+  void Take(const rd_kafka_message_t* m, std::vector<LogRecord>* out) {
+    const int p = m->partition;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+      const std::string what = rd_kafka_message_errstr(m);
+      if ((m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+           m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) &&
+          owned_.count(p) > 0) {
+        fatal_ = Status::Corruption(
+            "kafka topic " + source_.topic + " partition " + std::to_string(p) +
+            ": the stored position is no longer in the topic (" + what +
+            "); messages were deleted by retention before they were processed, or the topic "
+            "was recreated. Start from an empty store to read it from its beginning.");
+        return;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        fatal_ = Status::NotFound("kafka topic " + source_.topic + ": " + what);
+        return;
+      }
+      // Broker trouble: librdkafka reconnects by itself.
+      ::duet::Log(LogLevel::kWarn, "kafka.consume_error",
+                  {{"topic", source_.topic}, {"partition", p}, {"error", what}});
+      return;
+    }
+    auto it = owned_.find(p);
+    // Not ours (any more), held, or a re-delivery of a record already returned.
+    if (it == owned_.end() || it->second.held || m->offset < it->second.next) return;
+    arena_.Add(m, names_[p], options_.max_line, out);
+    it->second.next = m->offset + 1;
+  }
+
+  const KafkaSource source_;
+  const KafkaGroupOptions options_;
+  PartitionListener* const listener_;
+  rd_kafka_t* rk_ = nullptr;
+  rd_kafka_queue_t* queue_ = nullptr;
+  std::vector<rd_kafka_message_t*> batch_;
+  std::deque<std::string> names_;  // "TOPIC/P" by partition (stable: records point into it)
+  std::map<int, State> owned_;
+  std::vector<LogRecord>* out_ = nullptr;  // the output of the Poll in progress
+  Status fatal_;
+  bool closed_ = false;
+  KafkaRecordArena arena_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KafkaGroupConsumer>> OpenKafkaGroupConsumer(const KafkaSource& source,
+                                                                   const KafkaGroupOptions& options,
+                                                                   PartitionListener* listener) {
+  if (options.max_line == 0) return Status::InvalidArgument("max_line must be positive");
+  if (listener == nullptr) return Status::InvalidArgument("a PartitionListener is required");
+  auto c = std::make_unique<GroupConsumer>(source, options, listener);
+  DUET_RETURN_IF_ERROR(c->Open());
+  return std::unique_ptr<KafkaGroupConsumer>(std::move(c));
+}
+
+}  // namespace duet::log

@@ -1,0 +1,184 @@
+#include "speed/partitioned.h"
+
+#include <algorithm>
+
+#include "log/kafka_log.h"
+#include "util/log.h"
+
+namespace duet::speed {
+
+// One partition of the group's topic as a Log for its engine: PartitionedSpeed hands it the
+// records the consumer read for the partition; Positions/Seek speak KafkaLog's positions text
+// with this one partition in it.
+class PartitionLog final : public log::Log {
+ public:
+  PartitionLog(std::string topic, int partition)
+      : topic_(std::move(topic)), partition_(partition) {}
+
+  void Hand(const log::LogRecord& r) { pending_.push_back(r); }
+
+  Status Poll(size_t /*max_records*/, bool /*final*/, std::vector<log::LogRecord>* out) override {
+    out->swap(pending_);
+    pending_.clear();
+    if (!out->empty()) {
+      next_ = static_cast<int64_t>(out->back().offset) + 1;
+      positioned_ = true;
+    }
+    return Status::Ok();
+  }
+
+  std::string Positions() const override {
+    if (!positioned_) return log::KafkaPositions(topic_, {});
+    return log::KafkaPositions(topic_, {{partition_, next_}});
+  }
+
+  Status Seek(std::string_view positions) override {
+    auto parsed = log::ParseKafkaPositions(topic_, positions);
+    if (!parsed.ok()) return parsed.status();
+    positioned_ = false;
+    for (const auto& [p, offset] : *parsed) {
+      if (p != partition_) {
+        return Status::InvalidArgument("speed checkpoint of " + topic_ + "/" +
+                                       std::to_string(partition_) +
+                                       " holds a position of partition " + std::to_string(p));
+      }
+      next_ = offset;
+      positioned_ = true;
+    }
+    pending_.clear();
+    return Status::Ok();
+  }
+
+  // Where the consumer must read the partition from for this log's position.
+  int64_t start() const { return positioned_ ? next_ : log::kFromOldest; }
+
+ private:
+  const std::string topic_;
+  const int partition_;
+  int64_t next_ = 0;
+  bool positioned_ = false;
+  std::vector<log::LogRecord> pending_;
+};
+
+PartitionedSpeed::PartitionedSpeed(store::Store* store, const SpeedOptions& options,
+                                   std::string topic)
+    : store_(store), options_(options), topic_(std::move(topic)) {}
+
+PartitionedSpeed::~PartitionedSpeed() = default;
+
+void PartitionedSpeed::Attach(log::KafkaGroupConsumer* consumer) { consumer_ = consumer; }
+
+Status PartitionedSpeed::CheckStore() {
+  auto scopes = store_->ReadSpeedScopes();
+  if (!scopes.ok()) return scopes.status();
+  const std::string prefix = topic_ + "/";
+  for (const store::SpeedScope& s : *scopes) {
+    if (s.scope.rfind(prefix, 0) == 0 && log::KafkaPartitionOf(s.scope) >= 0) continue;
+    return Status::InvalidArgument(
+        "the store already holds speed-layer state of another input (scope '" +
+        (s.scope.empty() ? std::string("a folder read as a log") : s.scope) + "'), not of topic " +
+        topic_ + "; one store keeps one speed layer: use another store for this one");
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> PartitionedSpeed::Build(int partition, Engine* e) {
+  SpeedOptions o = options_;
+  o.scope = topic_ + "/" + std::to_string(partition);
+  e->log = std::make_unique<PartitionLog>(topic_, partition);
+  auto speed = std::make_unique<SpeedLayer>(e->log.get(), store_, o);
+  const Status s = speed->Recover();
+  if (!s.ok()) {
+    // Unavailable: the store is down; the partition is held and rebuilt later. Anything else
+    // (a damaged checkpoint, other settings) cannot be fixed by retrying.
+    if (s.code() != StatusCode::kUnavailable && fatal_.ok()) fatal_ = s;
+    return s;
+  }
+  e->speed = std::move(speed);
+  return e->log->start();
+}
+
+Result<int64_t> PartitionedSpeed::OnAssigned(int partition) {
+  Engine& e = engines_[partition];
+  auto start = Build(partition, &e);
+  Log(LogLevel::kInfo, "stream.partition_assigned",
+      {{"scope", topic_ + "/" + std::to_string(partition)},
+       {"start", start.ok() ? *start : int64_t{-2}},
+       {"held", !start.ok()}});
+  return start;
+}
+
+void PartitionedSpeed::OnRevoked(int partition) {
+  if (engines_.erase(partition) > 0) {
+    Log(LogLevel::kInfo, "stream.partition_revoked",
+        {{"scope", topic_ + "/" + std::to_string(partition)}});
+  }
+}
+
+Result<RoundResult> PartitionedSpeed::Round() {
+  RoundResult result;
+  if (!fatal_.ok()) return fatal_;
+  // Held partitions: rebuild their engines from the checkpoint and read them from there.
+  for (auto& [p, e] : engines_) {
+    if (e.speed != nullptr) continue;
+    auto start = Build(p, &e);
+    Status s = start.ok() ? consumer_->Start(p, *start) : start.status();
+    if (!s.ok()) {
+      e.speed.reset();
+      result.failures.emplace_back(p, std::move(s));
+      continue;
+    }
+    Log(LogLevel::kInfo, "stream.partition_resumed",
+        {{"scope", topic_ + "/" + std::to_string(p)}, {"start", *start}});
+  }
+  if (!fatal_.ok()) return fatal_;
+  DUET_RETURN_IF_ERROR(consumer_->Poll(options_.max_batch_lines, &records_));
+  if (!fatal_.ok()) return fatal_;  // found while (re)assigning partitions inside Poll
+  // Each record to its partition's engine (the consumer returns only owned, started ones).
+  int last = -1;
+  Engine* engine = nullptr;
+  for (const log::LogRecord& r : records_) {
+    const int p = log::KafkaPartitionOf(r.source);
+    if (p != last) {
+      auto it = engines_.find(p);
+      engine = it != engines_.end() && it->second.speed != nullptr ? &it->second : nullptr;
+      last = p;
+    }
+    if (engine != nullptr) engine->log->Hand(r);
+  }
+  // Every engine steps, also without records: a new batch boundary is applied at once.
+  for (auto& [p, e] : engines_) {
+    if (e.speed == nullptr) continue;
+    auto st = e.speed->Step(false);
+    if (st.ok()) {
+      if (st->lines > 0) {
+        result.lines += st->lines;
+        result.batches.push_back(PartitionBatch{p, *st});
+      }
+      continue;
+    }
+    const StatusCode code = st.status().code();
+    if (code != StatusCode::kUnavailable && code != StatusCode::kAborted) return st.status();
+    // The engine's memory may be ahead of the store: drop it, hold the partition, rebuild later.
+    consumer_->Hold(p);
+    e.speed.reset();
+    result.failures.emplace_back(p, st.status());
+  }
+  return result;
+}
+
+bool PartitionedSpeed::Drained() const {
+  const std::vector<log::KafkaGroupConsumer::Owned> owned = consumer_->Assignment();
+  if (owned.empty()) return false;
+  return std::all_of(owned.begin(), owned.end(), [](const log::KafkaGroupConsumer::Owned& o) {
+    return !o.held && o.next >= o.end;
+  });
+}
+
+std::vector<int> PartitionedSpeed::Owned() const {
+  std::vector<int> out;
+  for (const auto& [p, e] : engines_) out.push_back(p);
+  return out;
+}
+
+}  // namespace duet::speed
