@@ -475,7 +475,9 @@ int StreamGroup(const Config& c, const speed::SpeedOptions& o, bool drain, int64
   if (!k.ok()) return Fail("stream", k.status());
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("stream", store.status());
-  speed::PartitionedSpeed member(store->get(), o, k->topic);
+  auto threads = c.Int("threads", 1, 256);
+  if (!threads.ok()) return Fail("stream", threads.status());
+  speed::PartitionedSpeed member(store->get(), o, k->topic, static_cast<size_t>(*threads));
   if (Status s = member.CheckStore(); !s.ok()) return Fail("stream", s);
   log::KafkaGroupOptions go;
   go.group = c.String("group");
@@ -589,6 +591,8 @@ int CmdStream(const std::vector<std::string>& args) {
   c.Define("group", "duet-stream",
            "Kafka consumer group: processes in one group share the topic's partitions (offsets "
            "live in the store)");
+  c.Define("threads", std::to_string(DefaultThreads()),
+           "Kafka: partitions whose micro-batches run at the same time");
   c.Define("session-timeout", "10s",
            "Kafka: a group member that stops answering loses its partitions after this long");
   c.Define("bad-topic", "",

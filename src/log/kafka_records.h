@@ -83,7 +83,7 @@ class KafkaRecordArena {
     const size_t size = std::max(kBlockBytes, n);
     while (true) {
       if (block_ == blocks_.size()) {
-        blocks_.emplace_back(std::make_unique<char[]>(size), size);
+        blocks_.emplace_back(std::make_unique_for_overwrite<char[]>(size), size);
         used_ = 0;
       }
       auto& [data, cap] = blocks_[block_];

@@ -75,6 +75,15 @@ class KafkaBadRowSink final : public BadRowSink {
       rd_kafka_conf_destroy(conf);
       return Status::InvalidArgument(std::string("kafka producer: ") + err);
     }
+    // Warm up: connect and learn the topic now, while the consumer joins its group, instead of
+    // in the first micro-batch's Put (measured: ~0.9 s there). A failure is not an error here:
+    // Put reports what matters.
+    rd_kafka_topic_t* t = rd_kafka_topic_new(rk_, topic_.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk_, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(t);
     return Status::Ok();
   }
 

@@ -1,6 +1,9 @@
 #include "speed/partitioned.h"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "log/kafka_log.h"
 #include "util/log.h"
@@ -60,9 +63,33 @@ class PartitionLog final : public log::Log {
   std::vector<log::LogRecord> pending_;
 };
 
+// Serializes a shared BadRowSink for engines stepping on several threads.
+class PartitionedSpeed::SerialSink final : public BadRowSink {
+ public:
+  explicit SerialSink(BadRowSink* sink) : sink_(sink) {}
+  Status Put(std::span<const core::BadRow> rows) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return sink_->Put(rows);
+  }
+
+ private:
+  BadRowSink* const sink_;
+  std::mutex mu_;
+};
+
 PartitionedSpeed::PartitionedSpeed(store::Store* store, const SpeedOptions& options,
-                                   std::string topic)
-    : store_(store), options_(options), topic_(std::move(topic)) {}
+                                   std::string topic, size_t threads)
+    : store_(store),
+      sink_(options.bad_row_sink != nullptr ? std::make_unique<SerialSink>(options.bad_row_sink)
+                                            : nullptr),
+      options_(WithSink(options, sink_.get())),
+      topic_(std::move(topic)),
+      threads_(std::max<size_t>(1, threads)) {}
+
+SpeedOptions PartitionedSpeed::WithSink(SpeedOptions o, BadRowSink* sink) {
+  o.bad_row_sink = sink;
+  return o;
+}
 
 PartitionedSpeed::~PartitionedSpeed() = default;
 
@@ -146,10 +173,29 @@ Result<RoundResult> PartitionedSpeed::Round() {
     }
     if (engine != nullptr) engine->log->Hand(r);
   }
-  // Every engine steps, also without records: a new batch boundary is applied at once.
+  // Every engine steps, also without records: a new batch boundary is applied at once. Engines
+  // share nothing but the store (thread-safe) and the bad-row sink (serialized by its owner),
+  // so up to `threads` of them step at the same time.
+  std::vector<std::pair<int, Engine*>> ready;
   for (auto& [p, e] : engines_) {
-    if (e.speed == nullptr) continue;
-    auto st = e.speed->Step(false);
+    if (e.speed != nullptr) ready.emplace_back(p, &e);
+  }
+  std::vector<Result<MicroBatchStats>> outcomes(ready.size(), Status::Aborted("not run"));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next.fetch_add(1); i < ready.size(); i = next.fetch_add(1)) {
+      outcomes[i] = ready[i].second->speed->Step(false);
+    }
+  };
+  const size_t helpers = std::min(threads_, ready.size()) - (ready.empty() ? 0 : 1);
+  std::vector<std::thread> pool;
+  pool.reserve(helpers);
+  for (size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  for (size_t i = 0; i < ready.size(); ++i) {
+    const auto& [p, e] = ready[i];
+    Result<MicroBatchStats>& st = outcomes[i];
     if (st.ok()) {
       if (st->lines > 0) {
         result.lines += st->lines;
@@ -161,7 +207,7 @@ Result<RoundResult> PartitionedSpeed::Round() {
     if (code != StatusCode::kUnavailable && code != StatusCode::kAborted) return st.status();
     // The engine's memory may be ahead of the store: drop it, hold the partition, rebuild later.
     consumer_->Hold(p);
-    e.speed.reset();
+    e->speed.reset();
     result.failures.emplace_back(p, st.status());
   }
   return result;

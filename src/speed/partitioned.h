@@ -15,7 +15,8 @@
 //   reads it again from the stored offset. Aborted (another member committed the scope: this
 //   member lost the partition without hearing of it yet) is handled the same way.
 //
-// Not thread-safe: Round and the listener calls (from inside Round's Poll) run on one thread.
+// Threads: Round and the listener calls (from inside Round's Poll) run on the caller's thread;
+// Round runs the engines' micro-batches on up to `threads` threads (the caller's included).
 #pragma once
 
 #include <cstdint>
@@ -47,8 +48,11 @@ struct RoundResult {
 
 class PartitionedSpeed final : public log::PartitionListener {
  public:
-  // `store` must outlive this object. options.scope is ignored (each engine gets its own).
-  PartitionedSpeed(store::Store* store, const SpeedOptions& options, std::string topic);
+  // `store` (and options.bad_row_sink, if set) must outlive this object. options.scope is
+  // ignored (each engine gets its own). Up to `threads` engines run their micro-batches at the
+  // same time (each engine on one thread at a time).
+  PartitionedSpeed(store::Store* store, const SpeedOptions& options, std::string topic,
+                   size_t threads = 1);
   ~PartitionedSpeed() override;
   PartitionedSpeed(const PartitionedSpeed&) = delete;
   PartitionedSpeed& operator=(const PartitionedSpeed&) = delete;
@@ -84,9 +88,14 @@ class PartitionedSpeed final : public log::PartitionListener {
   // Builds the partition's engine from its checkpoint; where to read it from.
   Result<int64_t> Build(int partition, Engine* e);
 
+  class SerialSink;
+  static SpeedOptions WithSink(SpeedOptions o, BadRowSink* sink);
+
   store::Store* const store_;
+  const std::unique_ptr<SerialSink> sink_;  // the caller's sink, one Put at a time
   const SpeedOptions options_;
   const std::string topic_;
+  const size_t threads_;
   log::KafkaGroupConsumer* consumer_ = nullptr;
   std::map<int, Engine> engines_;
   std::vector<log::LogRecord> records_;

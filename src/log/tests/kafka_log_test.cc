@@ -3,7 +3,6 @@
 // DUET_TEST_FIXTURE_DIR/bootstrap); by hand, set DUET_TEST_KAFKA=HOST:PORT. Without a broker the
 // tests fail: a missing broker is an infrastructure failure, not a pass.
 #include "log/kafka_log.h"
-#include "log/kafka_group.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -17,6 +16,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "log/kafka_group.h"
 
 namespace duet::log {
 namespace {
@@ -185,7 +186,6 @@ TEST_F(KafkaLogTest, MissingTopicIsNotFoundAndABadUriIsRefused) {
   EXPECT_EQ(ok->brokers, "a:1,b:2");
   EXPECT_EQ(ok->topic, "beacons");
 }
-
 
 // ---- KafkaGroupConsumer
 
