@@ -11,6 +11,7 @@ APT_PACKAGES=(
   python3 python3-venv time
   librdkafka-dev maven default-jre-headless kcat
   libboost-dev libboost-system-dev prometheus-cpp-dev curl wrk
+  libmongoc-dev
 )
 
 missing=()

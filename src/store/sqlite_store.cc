@@ -671,8 +671,6 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
-std::string_view LayerName(Layer l) { return l == Layer::kBatch ? "batch" : "speed"; }
-
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int busy_timeout_ms) {
   sqlite3* db = nullptr;
   const int rc =
@@ -698,37 +696,6 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int busy
   }
   DUET_RETURN_IF_ERROR(s);
   return std::unique_ptr<Store>(std::move(store));
-}
-
-Result<std::unique_ptr<Store>> OpenStore(const std::string& uri) {
-  constexpr std::string_view kSqlite = "sqlite:";
-  if (uri.rfind(kSqlite, 0) == 0) {
-    std::string path = uri.substr(kSqlite.size());
-    int busy_timeout_ms = kDefaultBusyTimeoutMs;
-    if (const size_t q = path.find('?'); q != std::string::npos) {
-      // The one option: sqlite:PATH?busy_timeout_ms=N (how long to wait for another writer).
-      const std::string opt = path.substr(q + 1);
-      path.resize(q);
-      constexpr std::string_view kBusy = "busy_timeout_ms=";
-      char* end = nullptr;
-      const long v =
-          opt.rfind(kBusy, 0) == 0 ? std::strtol(opt.c_str() + kBusy.size(), &end, 10) : -1;
-      if (v < 0 || v > 3'600'000 || end == nullptr || *end != '\0') {
-        return Status::InvalidArgument("--store: '" + uri + "': unknown option '" + opt +
-                                       "'; expected sqlite:PATH or sqlite:PATH?busy_timeout_ms=N");
-      }
-      busy_timeout_ms = static_cast<int>(v);
-    }
-    if (path.empty()) {
-      return Status::InvalidArgument("--store: '" + uri + "' has no path; expected sqlite:PATH");
-    }
-    return OpenSqliteStore(path, busy_timeout_ms);
-  }
-  if (uri.rfind("mongodb://", 0) == 0) {
-    return Status::NotSupported("--store: '" + uri +
-                                "': the MongoDB store is not built yet; use sqlite:PATH");
-  }
-  return Status::InvalidArgument("--store: '" + uri + "' is not a store URI; expected sqlite:PATH");
 }
 
 }  // namespace duet::store

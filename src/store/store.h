@@ -1,5 +1,5 @@
-// Store: where the layers keep their views, bad rows and bookkeeping. One interface, several
-// backends (SQLite now; MongoDB next), all held to the same contract tests
+// Store: where the layers keep their views, bad rows and bookkeeping. One interface, two
+// backends (SQLite, MongoDB), both held to the same contract tests
 // (store/tests/store_contract_test.cc).
 //
 // Contract for every implementation:
@@ -135,8 +135,9 @@ class Store {
 };
 
 // Opens a store by URI: "sqlite:PATH" (created if missing; "sqlite:PATH?busy_timeout_ms=N" sets
-// how long a write waits for another writer before failing with Unavailable, default 10 s).
-// InvalidArgument for an unknown or malformed URI, naming what was expected.
+// how long a write waits for another writer before failing with Unavailable, default 10 s), or
+// "mongodb://[USER:PASSWORD@]HOST:PORT/DB[?options]" (store/mongo_store.h). InvalidArgument for
+// an unknown or malformed URI, naming what was expected.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri);
 
 }  // namespace duet::store

@@ -1,10 +1,15 @@
 // The Store contract, run against every backend (a TYPED_TEST_SUITE: add a backend by adding a
-// factory to Backends).
+// factory to Backends). Built twice: store_test runs it against SQLite; store_mongo_test
+// (DUET_STORE_TEST_MONGO) against a real MongoDB-wire server — FerretDB, started by CTest's
+// ferretdb fixture (scripts/ferretdb.sh), or the server named by DUET_TEST_MONGODB.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -24,6 +29,29 @@ struct SqliteBackend {
     std::filesystem::remove(path.string() + "-wal");
     std::filesystem::remove(path.string() + "-shm");
     return "sqlite:" + path.string();
+  }
+};
+
+// One fresh database per test on the fixture's server.
+struct MongoBackend {
+  static std::string Server() {
+    if (const char* u = std::getenv("DUET_TEST_MONGODB"); u != nullptr && *u != '\0') return u;
+#ifdef DUET_TEST_FIXTURE_DIR
+    std::ifstream in(std::string(DUET_TEST_FIXTURE_DIR) + "/uri");
+    std::string uri;
+    std::getline(in, uri);
+    return uri;
+#else
+    return "";
+#endif
+  }
+  static std::string Uri(const std::string& /*name*/) {
+    static int n = 0;
+    const std::string server = Server();
+    EXPECT_FALSE(server.empty())
+        << "no MongoDB server: run this test through CTest, whose ferretdb fixture starts one "
+           "(scripts/ferretdb.sh), or set DUET_TEST_MONGODB=mongodb://HOST:PORT";
+    return server + "/duet_test_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
   }
 };
 
@@ -63,7 +91,11 @@ class StoreContractTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
+#ifdef DUET_STORE_TEST_MONGO
+using Backends = ::testing::Types<MongoBackend>;
+#else
 using Backends = ::testing::Types<SqliteBackend>;
+#endif
 TYPED_TEST_SUITE(StoreContractTest, Backends);
 
 TYPED_TEST(StoreContractTest, EmptyStoreReadsAsEmptyViews) {
@@ -296,6 +328,7 @@ TYPED_TEST(StoreContractTest, SpeedScopesAreIndependent) {
   EXPECT_EQ(merge->speed.size(), 2u);
 }
 
+#ifndef DUET_STORE_TEST_MONGO
 TEST(OpenStoreTest, UnknownSchemeIsRejectedWithTheExpectedForm) {
   auto s = OpenStore("postgres://x");
   ASSERT_FALSE(s.ok());
@@ -321,6 +354,31 @@ TEST(OpenStoreTest, FileThatIsNotADatabaseIsRefused) {
   EXPECT_FALSE(s.ok());
   std::filesystem::remove(path);
 }
+
+#else
+TEST(OpenMongoStoreTest, UriWithoutADatabaseIsRefusedWithTheExpectedForm) {
+  auto s = OpenStore(MongoBackend::Server());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("mongodb://HOST:PORT/DB"), std::string::npos)
+      << s.status().ToString();
+}
+
+TEST(OpenMongoStoreTest, UnreachableServerIsUnavailableQuickly) {
+  // A port nothing listens on (the fixture's plus one is unlikely to be taken; checked below).
+  const auto start = std::chrono::steady_clock::now();
+  auto s = OpenStore("mongodb://127.0.0.1:1/duet?serverSelectionTimeoutMS=300");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kUnavailable) << s.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(OpenMongoStoreTest, MalformedUriIsInvalidArgument) {
+  auto s = OpenStore("mongodb://");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+}
+#endif
 
 }  // namespace
 }  // namespace duet::store

@@ -1,0 +1,1172 @@
+#include "store/mongo_store.h"
+
+#include <mongoc/mongoc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include "beacon/beacon.h"
+#include "util/log.h"
+
+namespace duet::store {
+namespace {
+
+// 1: the first MongoDB layout (docs/mongodb.md).
+constexpr int64_t kSchemaVersion = 1;
+// Large values are split into documents of at most this many bytes (MongoDB's limit is 16 MB).
+constexpr size_t kChunkBytes = 4 << 20;
+// Transient failures are retried inside the store this many times, 100 ms, 200 ms, 400 ms apart;
+// callers see Unavailable after that and back off themselves.
+constexpr int kRetries = 3;
+
+constexpr const char* kMeta = "duet_meta";
+constexpr const char* kViews = "duet_views";
+constexpr const char* kBlobs = "duet_blobs";
+constexpr const char* kBadRows = "duet_bad_rows";
+constexpr const char* kScopes = "duet_speed_scopes";
+constexpr const char* kRecords = "duet_speed_records";
+
+// ---------------------------------------------------------------- bson helpers
+
+class Bson {
+ public:
+  Bson() { bson_init(&b_); }
+  ~Bson() { bson_destroy(&b_); }
+  Bson(const Bson&) = delete;
+  Bson& operator=(const Bson&) = delete;
+  bson_t* get() { return &b_; }
+  const bson_t* get() const { return &b_; }
+  Bson& I64(const char* k, int64_t v) {
+    BSON_APPEND_INT64(&b_, k, v);
+    return *this;
+  }
+  Bson& F64(const char* k, double v) {
+    BSON_APPEND_DOUBLE(&b_, k, v);
+    return *this;
+  }
+  Bson& Bool(const char* k, bool v) {
+    BSON_APPEND_BOOL(&b_, k, v);
+    return *this;
+  }
+  Bson& Str(const char* k, std::string_view v) {
+    bson_append_utf8(&b_, k, -1, v.data(), static_cast<int>(v.size()));
+    return *this;
+  }
+  Bson& Bin(const char* k, std::string_view v) {
+    bson_append_binary(&b_, k, -1, BSON_SUBTYPE_BINARY, reinterpret_cast<const uint8_t*>(v.data()),
+                       static_cast<uint32_t>(v.size()));
+    return *this;
+  }
+  Bson& Doc(const char* k, const Bson& d) {
+    BSON_APPEND_DOCUMENT(&b_, k, d.get());
+    return *this;
+  }
+
+ private:
+  bson_t b_;
+};
+
+// Read access to a document's fields; missing or mistyped fields read as the default.
+class View {
+ public:
+  explicit View(const bson_t* d) : d_(d) {}
+  const bson_t* raw() const { return d_; }
+  bool Has(const char* k) const {
+    bson_iter_t it;
+    return bson_iter_init_find(&it, d_, k);
+  }
+  int64_t I64(const char* k, int64_t def = 0) const {
+    bson_iter_t it;
+    if (!Find(k, &it) || !BSON_ITER_HOLDS_NUMBER(&it)) return def;
+    return bson_iter_as_int64(&it);
+  }
+  double F64(const char* k) const {
+    bson_iter_t it;
+    if (!Find(k, &it) || !BSON_ITER_HOLDS_DOUBLE(&it)) return 0;
+    return bson_iter_double(&it);
+  }
+  bool Bool(const char* k) const {
+    bson_iter_t it;
+    return Find(k, &it) && bson_iter_as_bool(&it);
+  }
+  std::string Str(const char* k) const {
+    bson_iter_t it;
+    if (!Find(k, &it) || !BSON_ITER_HOLDS_UTF8(&it)) return {};
+    uint32_t n = 0;
+    const char* s = bson_iter_utf8(&it, &n);
+    return std::string(s, n);
+  }
+  std::string Bin(const char* k) const {
+    bson_iter_t it;
+    if (!Find(k, &it) || !BSON_ITER_HOLDS_BINARY(&it)) return {};
+    bson_subtype_t sub;
+    uint32_t n = 0;
+    const uint8_t* data = nullptr;
+    bson_iter_binary(&it, &sub, &n, &data);
+    return std::string(reinterpret_cast<const char*>(data), n);
+  }
+
+ private:
+  bool Find(const char* k, bson_iter_t* out) const {
+    bson_iter_t it;
+    if (!bson_iter_init(&it, d_)) return false;
+    if (std::strchr(k, '.') != nullptr) return bson_iter_find_descendant(&it, k, out);
+    if (!bson_iter_find(&it, k)) return false;
+    *out = it;
+    return true;
+  }
+  const bson_t* d_;
+};
+
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+bool Unhex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  out->clear();
+  auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi << 4 | lo));
+  }
+  return true;
+}
+
+// Server error codes after which a retry may succeed (the server is stepping down, restarting,
+// or unreachable from the one we talk to).
+bool TransientServerCode(uint32_t code) {
+  switch (code) {
+    case 6:
+    case 7:
+    case 89:
+    case 91:
+    case 189:
+    case 262:
+    case 9001:
+    case 10107:
+    case 11600:
+    case 11602:
+    case 13435:
+    case 13436:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool DuplicateKey(const bson_error_t& e) { return e.code == 11000; }
+
+// ---------------------------------------------------------------- the store
+
+class MongoStore final : public Store {
+ public:
+  MongoStore(mongoc_uri_t* uri, mongoc_client_pool_t* pool, std::string db, std::string where)
+      : uri_(uri), pool_(pool), db_(std::move(db)), where_(std::move(where)) {}
+  ~MongoStore() override {
+    mongoc_client_pool_destroy(pool_);
+    mongoc_uri_destroy(uri_);
+  }
+
+  Status Init() {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Bson ping;
+      ping.I64("ping", 1);
+      bson_error_t e;
+      if (!mongoc_client_command_simple(c.get(), db_.c_str(), ping.get(), nullptr, nullptr, &e)) {
+        return Error(e, "reach the server");
+      }
+      // The schema document: created once; another version is refused.
+      Colls k(this, c);
+      Bson sel, doc;
+      sel.Str("_id", "schema");
+      doc.Str("_id", "schema").I64("version", kSchemaVersion);
+      Bson found;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(FindOne(k.meta, sel, &found, &exists, "read the schema version"));
+      if (exists) {
+        const int64_t v = View(found.get()).I64("version");
+        if (v != kSchemaVersion) {
+          return Status::Corruption(where_ + ": store schema version " + std::to_string(v) +
+                                    " is not supported by this build (expected " +
+                                    std::to_string(kSchemaVersion) +
+                                    "); use another database for this version of Duet");
+        }
+      } else {
+        if (!mongoc_collection_insert_one(k.meta, doc.get(), nullptr, nullptr, &e) &&
+            !DuplicateKey(e)) {
+          return Error(e, "write the schema version");
+        }
+      }
+      return CreateIndexes(c);
+    });
+  }
+
+  // ---- speed layer
+
+  Status CommitSpeed(std::span<const core::BadRow> bad_rows, const SpeedCheckpoint& cp) override {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      // Early fencing check (the pointer flip below is the real one).
+      Bson pointer;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadScope(k.scopes, cp.scope, &pointer, &exists));
+      const int64_t current = exists ? View(pointer.get()).I64("epoch") : 0;
+      if (cp.epoch != current + 1) return EpochAborted(cp, current);
+      DUET_RETURN_IF_ERROR(PutBadRowsIn(k.bad_rows, "speed", 0, bad_rows));
+      // Leftovers of a commit of this epoch that never flipped the pointer (a crash): removed,
+      // so that only what this commit writes carries the new epoch.
+      const std::string owner = SpeedOwner(cp.scope);
+      {
+        Bson sel, ge;
+        ge.I64("$gte", cp.epoch);
+        sel.Str("s", cp.scope).Doc("e", ge);
+        DUET_RETURN_IF_ERROR(DeleteMany(k.records, sel, "drop unfinished speed records"));
+        Bson bsel;
+        bsel.Str("o", owner).Doc("e", ge);
+        DUET_RETURN_IF_ERROR(DeleteMany(k.blobs, bsel, "drop unfinished speed state"));
+      }
+      int64_t chunks_state = 0, chunks_views = 0, chunks_delta = 0;
+      DUET_RETURN_IF_ERROR(PutBlob(k.blobs, owner, cp.epoch, "state", cp.state, &chunks_state));
+      DUET_RETURN_IF_ERROR(
+          PutBlob(k.blobs, owner, cp.epoch, "views", cp.views_state, &chunks_views));
+      DUET_RETURN_IF_ERROR(
+          PutBlob(k.blobs, owner, cp.epoch, "delta", cp.delta_state, &chunks_delta));
+      // Records: a new version per key (a tombstone for a deletion); a key both put and
+      // deleted ends up deleted.
+      if (!cp.put_records.empty() || !cp.delete_keys.empty()) {
+        Bulk bulk(k.records);
+        for (const auto& [key, value] : cp.put_records) {
+          Bson doc;
+          RecordDoc(cp, key, &value, &doc);
+          bulk.Upsert(doc);
+        }
+        for (const std::string& key : cp.delete_keys) {
+          Bson doc;
+          RecordDoc(cp, key, nullptr, &doc);
+          bulk.Upsert(doc);
+        }
+        DUET_RETURN_IF_ERROR(bulk.Execute(this, "write speed records"));
+      }
+      // The flip: one document, conditional on the epoch it replaces.
+      Bson doc, chunks;
+      chunks.I64("state", chunks_state).I64("views", chunks_views).I64("delta", chunks_delta);
+      doc.Str("_id", cp.scope)
+          .I64("epoch", cp.epoch)
+          .Str("positions", cp.positions)
+          .I64("delta_boundary", cp.delta_boundary_ms)
+          .Doc("chunks", chunks);
+      // Which record prefixes were replaced at which epoch: carried over, this commit's added.
+      Bson replaced;
+      std::map<std::string, int64_t> marks = ReplaceMarks(pointer, exists);
+      if (cp.replace_records) marks["p" + Hex(cp.replace_prefix)] = cp.epoch;
+      for (const auto& [prefix, epoch] : marks) replaced.I64(prefix.c_str(), epoch);
+      doc.Doc("replaced", replaced);
+      bson_error_t e;
+      bool flipped = false;
+      if (current == 0) {
+        flipped = mongoc_collection_insert_one(k.scopes, doc.get(), nullptr, nullptr, &e);
+        if (!flipped && !DuplicateKey(e)) return Error(e, "write the speed checkpoint pointer");
+      } else {
+        Bson sel, reply;
+        sel.Str("_id", cp.scope).I64("epoch", current);
+        if (!mongoc_collection_replace_one(k.scopes, sel.get(), doc.get(), nullptr, reply.get(),
+                                           &e)) {
+          return Error(e, "write the speed checkpoint pointer");
+        }
+        flipped = View(reply.get()).I64("matchedCount") == 1;
+      }
+      if (!flipped) {
+        // Lost to another writer — unless this is a retry of our own flip whose answer was lost.
+        Bson now;
+        bool there = false;
+        DUET_RETURN_IF_ERROR(ReadScope(k.scopes, cp.scope, &now, &there));
+        const View v(now.get());
+        if (!there || v.I64("epoch") != cp.epoch || v.Str("positions") != cp.positions) {
+          return EpochAborted(cp, there ? v.I64("epoch") : 0);
+        }
+      }
+      // Garbage, best effort (leftovers are harmless: readers follow the pointer): versions
+      // this commit superseded, and state older than the previous epoch (kept for readers that
+      // read the previous pointer a moment ago).
+      CollectSpeedGarbage(k, cp);
+      return Status::Ok();
+    });
+  }
+
+  Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) override {
+    return RetryResult<std::optional<SpeedCheckpoint>>(
+        [&]() -> Result<std::optional<SpeedCheckpoint>> {
+          Client c(pool_);
+          Colls k(this, c);
+          Bson pointer;
+          bool exists = false;
+          DUET_RETURN_IF_ERROR(ReadScope(k.scopes, scope, &pointer, &exists));
+          if (!exists) return std::optional<SpeedCheckpoint>();
+          const View p(pointer.get());
+          SpeedCheckpoint cp;
+          cp.scope = std::string(scope);
+          cp.epoch = p.I64("epoch");
+          cp.positions = p.Str("positions");
+          cp.delta_boundary_ms = p.I64("delta_boundary");
+          const std::string owner = SpeedOwner(cp.scope);
+          DUET_RETURN_IF_ERROR(
+              GetBlob(k.blobs, owner, cp.epoch, "state", p.I64("chunks.state"), &cp.state));
+          DUET_RETURN_IF_ERROR(
+              GetBlob(k.blobs, owner, cp.epoch, "views", p.I64("chunks.views"), &cp.views_state));
+          DUET_RETURN_IF_ERROR(
+              GetBlob(k.blobs, owner, cp.epoch, "delta", p.I64("chunks.delta"), &cp.delta_state));
+          DUET_RETURN_IF_ERROR(ReadRecords(k.records, pointer, cp.scope, cp.epoch, &cp.records));
+          return std::optional<SpeedCheckpoint>(std::move(cp));
+        });
+  }
+
+  Result<std::vector<SpeedScope>> ReadSpeedScopes() override {
+    return RetryResult<std::vector<SpeedScope>>([&]() -> Result<std::vector<SpeedScope>> {
+      Client c(pool_);
+      Colls k(this, c);
+      std::vector<SpeedScope> out;
+      DUET_RETURN_IF_ERROR(ReadScopes(k, &out));
+      return out;
+    });
+  }
+
+  Result<int64_t> BatchBoundary() override {
+    return RetryResult<int64_t>([&]() -> Result<int64_t> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson batch;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+      if (!exists || !View(batch.get()).Has("generation")) return INT64_MIN;
+      return View(batch.get()).I64("boundary", INT64_MIN);
+    });
+  }
+
+  Result<MergeInputs> ReadMergeInputs() override {
+    return RetryResult<MergeInputs>([&]() -> Result<MergeInputs> {
+      Client c(pool_);
+      Colls k(this, c);
+      MergeInputs m;
+      Bson batch;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+      const View b(batch.get());
+      if (exists && b.Has("generation")) {
+        m.has_batch = true;
+        m.batch_boundary_ms = b.I64("boundary", INT64_MIN);
+        DUET_RETURN_IF_ERROR(GetBlob(k.blobs, "batch", b.I64("generation"), "prefix",
+                                     b.I64("chunks"), &m.batch_prefix_state));
+      }
+      DUET_RETURN_IF_ERROR(ReadScopes(k, &m.speed));
+      return m;
+    });
+  }
+
+  // ---- batch layer
+
+  Result<int64_t> BeginBatch() override {
+    return RetryResult<int64_t>([&]() -> Result<int64_t> {
+      Client c(pool_);
+      Colls k(this, c);
+      // The run's generation: one more than any begun before (an atomic $inc on one document).
+      Bson sel, update, inc, reply;
+      sel.Str("_id", "batch");
+      inc.I64("begun", 1);
+      update.Doc("$inc", inc);
+      mongoc_find_and_modify_opts_t* opts = mongoc_find_and_modify_opts_new();
+      mongoc_find_and_modify_opts_set_update(opts, update.get());
+      mongoc_find_and_modify_opts_set_flags(
+          opts, static_cast<mongoc_find_and_modify_flags_t>(MONGOC_FIND_AND_MODIFY_UPSERT |
+                                                            MONGOC_FIND_AND_MODIFY_RETURN_NEW));
+      bson_error_t e;
+      const bool ok =
+          mongoc_collection_find_and_modify_with_opts(k.meta, sel.get(), opts, reply.get(), &e);
+      mongoc_find_and_modify_opts_destroy(opts);
+      if (!ok) return Error(e, "start a batch run");
+      const int64_t gen = View(reply.get()).I64("value.begun");
+      if (gen <= 0) return Status::Corruption(where_ + ": the batch run counter is damaged");
+      const int64_t committed = View(reply.get()).I64("value.generation", 0);
+      // Leftovers of runs that never committed (not the committed one, not this one).
+      Bson leftovers, nin;
+      Bson list;
+      list.I64("0", committed).I64("1", gen);
+      bson_append_array(nin.get(), "$nin", -1, list.get());
+      leftovers.Doc("g", nin);
+      DUET_RETURN_IF_ERROR(DeleteMany(k.views, leftovers, "drop unfinished batch views"));
+      Bson bad;
+      bad.Str("l", "batch").Doc("g", nin);
+      DUET_RETURN_IF_ERROR(DeleteMany(k.bad_rows, bad, "drop unfinished batch bad rows"));
+      Bson blobs;
+      blobs.Str("o", "batch").Doc("e", nin);
+      DUET_RETURN_IF_ERROR(DeleteMany(k.blobs, blobs, "drop unfinished batch state"));
+      return gen;
+    });
+  }
+
+  Status PutBadRows(int64_t generation, std::span<const core::BadRow> rows) override {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      return PutBadRowsIn(k.bad_rows, "batch", generation, rows);
+    });
+  }
+
+  Status CommitBatch(int64_t generation, const core::Views& views, const BatchRun& run) override {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      DUET_RETURN_IF_ERROR(WriteViews(k.views, generation, views));
+      int64_t chunks = 0;
+      DUET_RETURN_IF_ERROR(
+          PutBlob(k.blobs, "batch", generation, "prefix", run.prefix_state, &chunks));
+      Bson batch;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+      const int64_t previous = View(batch.get()).I64("generation", 0);
+      // The flip, only if no other run began since this one.
+      Bson sel, set, update, reply;
+      sel.Str("_id", "batch").I64("begun", generation);
+      set.I64("generation", generation)
+          .I64("boundary", run.prefix_boundary_ms)
+          .I64("chunks", chunks)
+          .I64("started_ms", run.started_ms)
+          .I64("finished_ms", run.finished_ms)
+          .Str("input", run.input)
+          .I64("high_water_mark_ms", run.high_water_mark_ms)
+          .I64("lines", run.lines);
+      update.Doc("$set", set);
+      bson_error_t e;
+      if (!mongoc_collection_update_one(k.meta, sel.get(), update.get(), nullptr, reply.get(),
+                                        &e)) {
+        return Error(e, "record the batch run");
+      }
+      if (View(reply.get()).I64("matchedCount") != 1) {
+        return Status::Aborted("batch run " + std::to_string(generation) +
+                               " is no longer running (another batch run started since?)");
+      }
+      // Generations before the one just replaced (kept a moment for readers) are garbage.
+      if (previous > 0 && previous != generation) {
+        Bson lt;
+        lt.I64("$lt", previous);
+        Bson views_old, bad_old, blobs_old;
+        views_old.Doc("g", lt);
+        bad_old.Str("l", "batch").Doc("g", lt);
+        blobs_old.Str("o", "batch").Doc("e", lt);
+        (void)DeleteMany(k.views, views_old, "drop old batch views");
+        (void)DeleteMany(k.bad_rows, bad_old, "drop old batch bad rows");
+        (void)DeleteMany(k.blobs, blobs_old, "drop old batch state");
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<core::Views> ReadBatchViews() override {
+    return RetryResult<core::Views>([&]() -> Result<core::Views> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson batch;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+      core::Views v;
+      if (!exists || !View(batch.get()).Has("generation")) return v;
+      DUET_RETURN_IF_ERROR(ReadViews(k.views, View(batch.get()).I64("generation"), &v));
+      return v;
+    });
+  }
+
+  Result<std::optional<BatchRun>> LastBatchRun() override {
+    return RetryResult<std::optional<BatchRun>>([&]() -> Result<std::optional<BatchRun>> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson batch;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+      const View b(batch.get());
+      if (!exists || !b.Has("generation")) return std::optional<BatchRun>();
+      BatchRun r;
+      r.generation = b.I64("generation");
+      r.started_ms = b.I64("started_ms");
+      r.finished_ms = b.I64("finished_ms");
+      r.input = b.Str("input");
+      r.high_water_mark_ms = b.I64("high_water_mark_ms");
+      r.lines = b.I64("lines");
+      return std::optional<BatchRun>(std::move(r));
+    });
+  }
+
+  Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) override {
+    return RetryResult<std::vector<core::BadRow>>([&]() -> Result<std::vector<core::BadRow>> {
+      Client c(pool_);
+      Colls k(this, c);
+      int64_t generation = 0;
+      if (query.layer == Layer::kBatch) {
+        Bson batch;
+        bool exists = false;
+        DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
+        generation = View(batch.get()).I64("generation", -1);
+        if (!exists || generation < 0) return std::vector<core::BadRow>();
+      }
+      Bson filter, opts, sort;
+      filter.Str("l", std::string(LayerName(query.layer))).I64("g", generation);
+      if (query.reason) filter.Str("reason", *query.reason);
+      sort.I64("source", 1).I64("offset", 1);
+      opts.Doc("sort", sort).I64("limit", query.limit);
+      std::vector<core::BadRow> out;
+      Status status = Status::Ok();
+      DUET_RETURN_IF_ERROR(Find(k.bad_rows, filter, opts, "read bad rows", [&](const View& dv) {
+        const bson_t* d = dv.raw();
+        const View v(d);
+        core::BadRow r;
+        r.source = v.Str("source");
+        r.offset = static_cast<uint64_t>(v.I64("offset"));
+        r.line = static_cast<uint64_t>(v.I64("line"));
+        r.length = static_cast<uint64_t>(v.I64("length"));
+        r.truncated = v.Bool("truncated");
+        if (!beacon::ReasonFromName(v.Str("reason"), &r.reason)) {
+          status =
+              Status::Corruption(where_ + ": unknown bad-row reason '" + v.Str("reason") + "'");
+          return;
+        }
+        r.payload = v.Bin("payload");
+        out.push_back(std::move(r));
+      }));
+      DUET_RETURN_IF_ERROR(status);
+      return out;
+    });
+  }
+
+ private:
+  // A client from the pool for the duration of one operation.
+  class Client {
+   public:
+    explicit Client(mongoc_client_pool_t* pool) : pool_(pool), c_(mongoc_client_pool_pop(pool)) {}
+    ~Client() { mongoc_client_pool_push(pool_, c_); }
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+    mongoc_client_t* get() const { return c_; }
+
+   private:
+    mongoc_client_pool_t* pool_;
+    mongoc_client_t* c_;
+  };
+
+  mongoc_collection_t* Coll(const Client& c, const char* name) const {
+    return mongoc_client_get_collection(c.get(), db_.c_str(), name);
+  }
+
+  // Every collection of one operation.
+  struct Colls {
+    Colls(const MongoStore* s, const Client& c)
+        : meta(s->Coll(c, kMeta)),
+          views(s->Coll(c, kViews)),
+          blobs(s->Coll(c, kBlobs)),
+          bad_rows(s->Coll(c, kBadRows)),
+          scopes(s->Coll(c, kScopes)),
+          records(s->Coll(c, kRecords)) {}
+    ~Colls() {
+      for (mongoc_collection_t* x : {meta, views, blobs, bad_rows, scopes, records}) {
+        mongoc_collection_destroy(x);
+      }
+    }
+    Colls(const Colls&) = delete;
+    Colls& operator=(const Colls&) = delete;
+    mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records;
+  };
+
+  // Queued writes of one collection, sent together (unordered).
+  class Bulk {
+   public:
+    explicit Bulk(mongoc_collection_t* coll) {
+      Bson opts;
+      opts.Bool("ordered", false);
+      op_ = mongoc_collection_create_bulk_operation_with_opts(coll, opts.get());
+      upsert_.Bool("upsert", true);
+    }
+    ~Bulk() { mongoc_bulk_operation_destroy(op_); }
+    Bulk(const Bulk&) = delete;
+    Bulk& operator=(const Bulk&) = delete;
+    // Replaces (or inserts) the document with the _id of `doc`.
+    void Upsert(const Bson& doc) {
+      bson_iter_t it;
+      Bson sel;
+      if (bson_iter_init_find(&it, doc.get(), "_id")) {
+        bson_append_iter(sel.get(), "_id", -1, &it);
+      }
+      bson_error_t e;
+      if (!mongoc_bulk_operation_replace_one_with_opts(op_, sel.get(), doc.get(), upsert_.get(),
+                                                       &e) &&
+          error_.code == 0) {
+        error_ = e;
+      }
+      ++n_;
+    }
+    Status Execute(const MongoStore* s, std::string_view what) {
+      if (error_.code != 0) return s->Error(error_, what);
+      if (n_ == 0) return Status::Ok();
+      Bson reply;
+      bson_error_t e;
+      if (mongoc_bulk_operation_execute(op_, reply.get(), &e) == 0) return s->Error(e, what);
+      return Status::Ok();
+    }
+
+   private:
+    mongoc_bulk_operation_t* op_;
+    Bson upsert_;
+    bson_error_t error_{};
+    size_t n_ = 0;
+  };
+
+  // ---- errors and retries
+
+  Status Error(const bson_error_t& e, std::string_view what) const {
+    std::string msg = where_ + ": cannot " + std::string(what) + ": " + e.message;
+    if (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
+      return Status::InvalidArgument(msg + " (check the user and password in the store URI)");
+    }
+    if (e.domain == MONGOC_ERROR_SERVER && e.code == 18) {
+      return Status::InvalidArgument(msg + " (authentication failed: check the store URI)");
+    }
+    if (e.domain == MONGOC_ERROR_SERVER_SELECTION || e.domain == MONGOC_ERROR_STREAM ||
+        (e.domain == MONGOC_ERROR_SERVER && TransientServerCode(e.code)) ||
+        (e.domain == MONGOC_ERROR_WRITE_CONCERN && TransientServerCode(e.code))) {
+      return Status::Unavailable(std::move(msg));
+    }
+    return Status::IoError(std::move(msg));
+  }
+
+  static Status EpochAborted(const SpeedCheckpoint& cp, int64_t current) {
+    return Status::Aborted("speed checkpoint of scope '" + cp.scope + "': epoch " +
+                           std::to_string(cp.epoch) + " does not follow the stored epoch " +
+                           std::to_string(current) +
+                           " (another stream process committed it: the partition moved to "
+                           "another group member, or two processes read the same input)");
+  }
+
+  static Status Retry(const std::function<Status()>& f) {
+    for (int attempt = 0;; ++attempt) {
+      Status s = f();
+      if (s.code() != StatusCode::kUnavailable || attempt == kRetries) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+    }
+  }
+
+  template <typename T>
+  static Result<T> RetryResult(const std::function<Result<T>()>& f) {
+    for (int attempt = 0;; ++attempt) {
+      Result<T> r = f();
+      if (r.ok() || r.status().code() != StatusCode::kUnavailable || attempt == kRetries) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+    }
+  }
+
+  // ---- primitives
+
+  Status Find(mongoc_collection_t* coll, const Bson& filter, const Bson& opts,
+              std::string_view what, const std::function<void(const View&)>& each) const {
+    mongoc_cursor_t* cur =
+        mongoc_collection_find_with_opts(coll, filter.get(), opts.get(), nullptr);
+    const bson_t* d = nullptr;
+    while (mongoc_cursor_next(cur, &d)) each(View(d));
+    bson_error_t e;
+    const bool failed = mongoc_cursor_error(cur, &e);
+    mongoc_cursor_destroy(cur);
+    if (failed) return Error(e, what);
+    return Status::Ok();
+  }
+
+  Status FindOne(mongoc_collection_t* coll, const Bson& filter, Bson* out, bool* exists,
+                 std::string_view what) const {
+    Bson opts;
+    opts.I64("limit", 1);
+    *exists = false;
+    return Find(coll, filter, opts, what, [&](const View& dv) {
+      const bson_t* d = dv.raw();
+      bson_copy_to_excluding_noinit(d, out->get(), "", nullptr);
+      *exists = true;
+    });
+  }
+
+  Status DeleteMany(mongoc_collection_t* coll, const Bson& filter, std::string_view what) const {
+    bson_error_t e;
+    if (!mongoc_collection_delete_many(coll, filter.get(), nullptr, nullptr, &e)) {
+      return Error(e, what);
+    }
+    return Status::Ok();
+  }
+
+  Status CreateIndexes(const Client& c) const {
+    struct Index {
+      const char* coll;
+      const char* name;
+      std::vector<const char*> keys;
+    };
+    const std::vector<Index> indexes = {
+        {kViews, "g", {"g"}},
+        {kBlobs, "owner_epoch", {"o", "e", "k", "i"}},
+        {kBadRows, "layer_generation_source_offset", {"l", "g", "source", "offset"}},
+        {kRecords, "scope_epoch", {"s", "e"}},
+        {kRecords, "scope_key", {"s", "k"}},
+    };
+    for (const Index& ix : indexes) {
+      Bson cmd, keys, index, list;
+      for (const char* key : ix.keys) keys.I64(key, 1);
+      index.Doc("key", keys).Str("name", ix.name);
+      list.Doc("0", index);
+      cmd.Str("createIndexes", ix.coll);
+      bson_append_array(cmd.get(), "indexes", -1, list.get());
+      bson_error_t e;
+      if (!mongoc_client_command_simple(c.get(), db_.c_str(), cmd.get(), nullptr, nullptr, &e)) {
+        return Error(e, std::string("create index ") + ix.name + " on " + ix.coll);
+      }
+    }
+    return Status::Ok();
+  }
+
+  static std::string SpeedOwner(std::string_view scope) { return "speed:" + std::string(scope); }
+
+  // A value split into documents {_id: {o, e, k, i}, o, e, k, i, data}; *chunks = how many.
+  Status PutBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
+                 const char* kind, const std::string& value, int64_t* chunks) const {
+    Bulk bulk(blobs);
+    int64_t i = 0;
+    for (size_t off = 0; off < value.size() || i == 0; off += kChunkBytes, ++i) {
+      Bson id, doc;
+      id.Str("o", owner).I64("e", epoch).Str("k", kind).I64("i", i);
+      doc.Doc("_id", id).Str("o", owner).I64("e", epoch).Str("k", kind).I64("i", i);
+      doc.Bin("data", off < value.size() ? std::string_view(value).substr(off, kChunkBytes)
+                                         : std::string_view());
+      bulk.Upsert(doc);
+    }
+    *chunks = i;
+    return bulk.Execute(this, std::string("write ") + kind + " state");
+  }
+
+  Status GetBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
+                 const char* kind, int64_t chunks, std::string* out) const {
+    out->clear();
+    Bson filter, opts, sort;
+    filter.Str("o", owner).I64("e", epoch).Str("k", kind);
+    sort.I64("i", 1);
+    opts.Doc("sort", sort);
+    int64_t seen = 0;
+    DUET_RETURN_IF_ERROR(
+        Find(blobs, filter, opts, std::string("read ") + kind + " state", [&](const View& dv) {
+          const bson_t* d = dv.raw();
+          if (View(d).I64("i", -1) == seen) {
+            out->append(View(d).Bin("data"));
+            ++seen;
+          }
+        }));
+    if (seen != chunks) {
+      // Garbage-collected under a reader that followed an older pointer: a retry reads the new.
+      return Status::Unavailable(where_ + ": " + kind + " state of " + owner + " epoch " +
+                                 std::to_string(epoch) + " changed while being read");
+    }
+    return Status::Ok();
+  }
+
+  Status ReadScope(mongoc_collection_t* scopes, std::string_view scope, Bson* out,
+                   bool* exists) const {
+    Bson filter;
+    filter.Str("_id", scope);
+    return FindOne(scopes, filter, out, exists, "read the speed checkpoint pointer");
+  }
+
+  Status ReadScopes(const Colls& k, std::vector<SpeedScope>* out) const {
+    Bson filter, opts, sort;
+    sort.I64("_id", 1);
+    opts.Doc("sort", sort);
+    std::vector<SpeedScope> scopes;
+    std::vector<std::pair<int64_t, int64_t>> chunks;  // views, delta
+    DUET_RETURN_IF_ERROR(Find(k.scopes, filter, opts, "read the speed scopes", [&](const View& dv) {
+      const bson_t* d = dv.raw();
+      const View v(d);
+      SpeedScope s;
+      s.scope = v.Str("_id");
+      s.epoch = v.I64("epoch");
+      s.positions = v.Str("positions");
+      s.delta_boundary_ms = v.I64("delta_boundary");
+      scopes.push_back(std::move(s));
+      chunks.emplace_back(v.I64("chunks.views"), v.I64("chunks.delta"));
+    }));
+    for (size_t i = 0; i < scopes.size(); ++i) {
+      SpeedScope& s = scopes[i];
+      const std::string owner = SpeedOwner(s.scope);
+      DUET_RETURN_IF_ERROR(
+          GetBlob(k.blobs, owner, s.epoch, "views", chunks[i].first, &s.views_state));
+      DUET_RETURN_IF_ERROR(
+          GetBlob(k.blobs, owner, s.epoch, "delta", chunks[i].second, &s.delta_state));
+    }
+    *out = std::move(scopes);
+    return Status::Ok();
+  }
+
+  Status ReadBatchPointer(mongoc_collection_t* meta, Bson* out, bool* exists) const {
+    Bson filter;
+    filter.Str("_id", "batch");
+    return FindOne(meta, filter, out, exists, "read the batch run pointer");
+  }
+
+  static std::map<std::string, int64_t> ReplaceMarks(const Bson& pointer, bool exists) {
+    std::map<std::string, int64_t> marks;
+    bson_iter_t it, child;
+    if (!exists || !bson_iter_init_find(&it, pointer.get(), "replaced") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &child)) {
+      return marks;
+    }
+    while (bson_iter_next(&child)) marks[bson_iter_key(&child)] = bson_iter_as_int64(&child);
+    return marks;
+  }
+
+  // A version of a speed record: {_id: {s, k, e}, s, k (hex), e, v} or, deleted, {..., del}.
+  static void RecordDoc(const SpeedCheckpoint& cp, const std::string& key, const std::string* value,
+                        Bson* doc) {
+    Bson id;
+    const std::string hex = Hex(key);
+    id.Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch);
+    doc->Doc("_id", id).Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch);
+    if (value != nullptr) {
+      doc->Bin("v", *value);
+    } else {
+      doc->Bool("del", true);
+    }
+  }
+
+  // The records of `scope` as of `epoch`: per key the newest version at or before it, unless it
+  // is a deletion or older than a replacement of its prefix.
+  Status ReadRecords(mongoc_collection_t* records, const Bson& pointer, const std::string& scope,
+                     int64_t epoch, std::vector<std::pair<std::string, std::string>>* out) const {
+    const std::map<std::string, int64_t> marks = ReplaceMarks(pointer, true);
+    std::vector<std::pair<std::string, int64_t>> replaced;  // hex prefix, epoch
+    for (const auto& [name, e] : marks) replaced.emplace_back(name.substr(1), e);
+    Bson filter, le;
+    le.I64("$lte", epoch);
+    filter.Str("s", scope).Doc("e", le);
+    struct Version {
+      int64_t epoch;
+      bool deleted;
+      std::string value;
+    };
+    std::map<std::string, Version> newest;  // by hex key
+    DUET_RETURN_IF_ERROR(Find(records, filter, Bson(), "read speed records", [&](const View& dv) {
+      const bson_t* d = dv.raw();
+      const View v(d);
+      const int64_t e = v.I64("e");
+      std::string k = v.Str("k");
+      auto it = newest.find(k);
+      if (it != newest.end() && it->second.epoch >= e) return;
+      newest[std::move(k)] = Version{e, v.Bool("del"), v.Bin("v")};
+    }));
+    out->clear();
+    for (auto& [hex, version] : newest) {
+      if (version.deleted) continue;
+      const bool dropped = std::any_of(replaced.begin(), replaced.end(), [&](const auto& r) {
+        return hex.rfind(r.first, 0) == 0 && version.epoch < r.second;
+      });
+      if (dropped) continue;
+      std::string key;
+      if (!Unhex(hex, &key)) {
+        return Status::Corruption(where_ + ": a speed record key of scope '" + scope +
+                                  "' is not hex");
+      }
+      out->emplace_back(std::move(key), std::move(version.value));
+    }
+    return Status::Ok();
+  }
+
+  void CollectSpeedGarbage(const Colls& k, const SpeedCheckpoint& cp) const {
+    Bson lt;
+    lt.I64("$lt", cp.epoch);
+    // Older versions of the keys this commit wrote.
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : cp.put_records) keys.push_back(Hex(key));
+    for (const std::string& key : cp.delete_keys) keys.push_back(Hex(key));
+    for (size_t at = 0; at < keys.size(); at += 10000) {
+      Bson filter, in, list;
+      for (size_t i = at; i < std::min(keys.size(), at + 10000); ++i) {
+        list.Str(std::to_string(i - at).c_str(), keys[i]);
+      }
+      bson_append_array(in.get(), "$in", -1, list.get());
+      filter.Str("s", cp.scope).Doc("k", in).Doc("e", lt);
+      (void)DeleteMany(k.records, filter, "drop superseded speed records");
+    }
+    // Every older record under a prefix this commit replaced.
+    if (cp.replace_records) {
+      Bson filter;
+      filter.Str("s", cp.scope).Doc("e", lt);
+      if (!cp.replace_prefix.empty()) {
+        Bson range;
+        const std::string lo = Hex(cp.replace_prefix);
+        std::string hi = lo;
+        hi.push_back('g');  // after every hex digit: the end of the prefix's range
+        range.Str("$gte", lo).Str("$lt", hi);
+        filter.Doc("k", range);
+      }
+      (void)DeleteMany(k.records, filter, "drop replaced speed records");
+    }
+    // Deletions older than this epoch have nothing left to hide.
+    {
+      Bson filter;
+      filter.Str("s", cp.scope).Bool("del", true).Doc("e", lt);
+      (void)DeleteMany(k.records, filter, "drop old speed tombstones");
+    }
+    // State before the previous epoch.
+    {
+      Bson filter, before;
+      before.I64("$lt", cp.epoch - 1);
+      filter.Str("o", SpeedOwner(cp.scope)).Doc("e", before);
+      (void)DeleteMany(k.blobs, filter, "drop old speed state");
+    }
+  }
+
+  Status PutBadRowsIn(mongoc_collection_t* coll, std::string_view layer, int64_t generation,
+                      std::span<const core::BadRow> rows) const {
+    if (rows.empty()) return Status::Ok();
+    Bulk bulk(coll);
+    for (const core::BadRow& r : rows) {
+      Bson id, doc;
+      id.Str("l", layer)
+          .I64("g", generation)
+          .Str("s", r.source)
+          .I64("o", static_cast<int64_t>(r.offset));
+      doc.Doc("_id", id)
+          .Str("l", layer)
+          .I64("g", generation)
+          .Str("source", r.source)
+          .I64("offset", static_cast<int64_t>(r.offset))
+          .I64("line", static_cast<int64_t>(r.line))
+          .I64("length", static_cast<int64_t>(r.length))
+          .Bool("truncated", r.truncated)
+          .Str("reason", beacon::ReasonName(r.reason))
+          .Bin("payload", r.payload);
+      bulk.Upsert(doc);
+    }
+    return bulk.Execute(this, "write bad rows");
+  }
+
+  // ---- batch views as documents {_id: {g, t, e, v, h}, g, t (table), e, v, h, figures...}
+
+  static void PutFigures(Bson* doc, const core::FigureValues& f) {
+    doc->I64("visitors", f.visitors)
+        .I64("sessions", f.sessions)
+        .I64("events", f.events)
+        .I64("pageviews", f.pageviews)
+        .I64("conversions", f.conversions)
+        .I64("bounces", f.bounces)
+        .I64("duration_ms", f.duration_ms)
+        .I64("converted_visitors", f.converted_visitors)
+        .I64("sessions_sq", f.sessions_sq)
+        .I64("conversions_sq", f.conversions_sq)
+        .I64("sessions_x_conversions", f.sessions_x_conversions)
+        .I64("visitors_in_multiple_variants", f.visitors_in_multiple_variants)
+        .F64("revenue", f.revenue)
+        .F64("revenue_sq", f.revenue_sq);
+  }
+
+  static core::FigureValues GetFigures(const View& v) {
+    core::FigureValues f;
+    f.visitors = v.I64("visitors");
+    f.sessions = v.I64("sessions");
+    f.events = v.I64("events");
+    f.pageviews = v.I64("pageviews");
+    f.conversions = v.I64("conversions");
+    f.bounces = v.I64("bounces");
+    f.duration_ms = v.I64("duration_ms");
+    f.converted_visitors = v.I64("converted_visitors");
+    f.sessions_sq = v.I64("sessions_sq");
+    f.conversions_sq = v.I64("conversions_sq");
+    f.sessions_x_conversions = v.I64("sessions_x_conversions");
+    f.visitors_in_multiple_variants = v.I64("visitors_in_multiple_variants");
+    f.revenue = v.F64("revenue");
+    f.revenue_sq = v.F64("revenue_sq");
+    return f;
+  }
+
+  static void ViewRow(Bson* doc, int64_t g, std::string_view table, std::string_view e,
+                      std::string_view var, int64_t h) {
+    Bson id;
+    id.I64("g", g).Str("t", table).Str("e", e).Str("v", var).I64("h", h);
+    doc->Doc("_id", id).I64("g", g).Str("t", table).Str("e", e).Str("v", var).I64("h", h);
+  }
+
+  Status WriteViews(mongoc_collection_t* coll, int64_t g, const core::Views& v) const {
+    Bulk bulk(coll);
+    for (const auto* rows : {&v.totals, &v.hourly}) {
+      const char* table = rows == &v.totals ? "total" : "hour";
+      for (const core::FigureRow& r : *rows) {
+        Bson doc;
+        ViewRow(&doc, g, table, r.experiment, r.variant, r.hour);
+        PutFigures(&doc, r.v);
+        bulk.Upsert(doc);
+      }
+    }
+    for (const core::UniquesRow& r : v.uniques) {
+      Bson doc;
+      ViewRow(&doc, g, "uniques", r.experiment, r.variant, r.hour);
+      doc.I64("uniques_1h", r.uniques_1h).I64("uniques_24h", r.uniques_24h);
+      bulk.Upsert(doc);
+    }
+    for (const core::ExperimentRow& r : v.experiments) {
+      Bson doc;
+      ViewRow(&doc, g, "experiment", r.experiment, "", 0);
+      doc.I64("visitors_in_multiple_variants", r.visitors_in_multiple_variants);
+      bulk.Upsert(doc);
+    }
+    {
+      // Reasons hold dots ("json.syntax"), which field names may not: an array of pairs.
+      Bson doc, reasons;
+      ViewRow(&doc, g, "input", "", "", 0);
+      int i = 0;
+      for (const auto& [reason, n] : v.input.bad_rows_by_reason) {
+        Bson pair;
+        pair.Str("reason", reason).I64("count", n);
+        reasons.Doc(std::to_string(i++).c_str(), pair);
+      }
+      doc.I64("lines", v.input.lines)
+          .I64("bad_rows", v.input.bad_rows)
+          .I64("duplicates", v.input.duplicates)
+          .I64("valid_beacons", v.input.valid_beacons)
+          .I64("late_beacons", v.input.late_beacons)
+          .I64("min_ts", v.min_ts)
+          .I64("max_ts", v.max_ts)
+          .I64("final_before_ms", v.final_before_ms);
+      bson_append_array(doc.get(), "bad_rows_by_reason", -1, reasons.get());
+      bulk.Upsert(doc);
+    }
+    return bulk.Execute(this, "write batch views");
+  }
+
+  Status ReadViews(mongoc_collection_t* coll, int64_t g, core::Views* v) const {
+    Bson filter;
+    filter.I64("g", g);
+    DUET_RETURN_IF_ERROR(Find(coll, filter, Bson(), "read batch views", [&](const View& dv) {
+      const bson_t* d = dv.raw();
+      const View r(d);
+      const std::string table = r.Str("t");
+      if (table == "total" || table == "hour") {
+        (table == "total" ? v->totals : v->hourly)
+            .push_back(core::FigureRow{r.Str("e"), r.Str("v"), r.I64("h"), GetFigures(r)});
+      } else if (table == "uniques") {
+        v->uniques.push_back(core::UniquesRow{r.Str("e"), r.Str("v"), r.I64("h"),
+                                              r.I64("uniques_1h"), r.I64("uniques_24h")});
+      } else if (table == "experiment") {
+        v->experiments.push_back(
+            core::ExperimentRow{r.Str("e"), r.I64("visitors_in_multiple_variants")});
+      } else if (table == "input") {
+        core::InputTotals& in = v->input;
+        in.lines = r.I64("lines");
+        in.bad_rows = r.I64("bad_rows");
+        in.duplicates = r.I64("duplicates");
+        in.valid_beacons = r.I64("valid_beacons");
+        in.late_beacons = r.I64("late_beacons");
+        v->min_ts = r.I64("min_ts");
+        v->max_ts = r.I64("max_ts");
+        v->final_before_ms = r.I64("final_before_ms");
+        bson_iter_t it, child;
+        if (bson_iter_init_find(&it, d, "bad_rows_by_reason") && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &child)) {
+          while (bson_iter_next(&child)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&child)) continue;
+            uint32_t len = 0;
+            const uint8_t* data = nullptr;
+            bson_iter_document(&child, &len, &data);
+            bson_t pair;
+            if (!bson_init_static(&pair, data, len)) continue;
+            const View p(&pair);
+            in.bad_rows_by_reason[p.Str("reason")] = p.I64("count");
+          }
+        }
+      }
+    }));
+    // Rows in the Views order: by (experiment, variant[, hour]), bytewise.
+    auto by_key = [](const auto& a, const auto& b) {
+      return std::tie(a.experiment, a.variant, a.hour) < std::tie(b.experiment, b.variant, b.hour);
+    };
+    std::sort(v->totals.begin(), v->totals.end(), by_key);
+    std::sort(v->hourly.begin(), v->hourly.end(), by_key);
+    std::sort(v->uniques.begin(), v->uniques.end(), by_key);
+    std::sort(v->experiments.begin(), v->experiments.end(),
+              [](const auto& a, const auto& b) { return a.experiment < b.experiment; });
+    return Status::Ok();
+  }
+
+  mongoc_uri_t* const uri_;
+  mongoc_client_pool_t* const pool_;
+  const std::string db_;
+  const std::string where_;  // the URI without credentials, for messages
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenMongoStore(const std::string& uri_text) {
+  static std::once_flag init;
+  std::call_once(init, [] {
+    mongoc_init();
+    // The driver's own messages: warnings and errors as JSON log lines, the rest dropped.
+    mongoc_log_set_handler(
+        [](mongoc_log_level_t level, const char* domain, const char* message, void*) {
+          if (level > MONGOC_LOG_LEVEL_WARNING) return;
+          // FerretDB has no sessions: the driver's goodbye "endSessions" fails harmlessly.
+          if (std::strstr(message, "endSessions") != nullptr) return;
+          Log(LogLevel::kWarn, "mongodb.log", {{"domain", domain}, {"message", message}});
+        },
+        nullptr);
+  });
+  bson_error_t e;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(uri_text.c_str(), &e);
+  if (uri == nullptr) {
+    return Status::InvalidArgument("--store: '" + uri_text + "' is not a MongoDB URI (" +
+                                   e.message + "); expected mongodb://HOST:PORT/DB[?options]");
+  }
+  const char* db = mongoc_uri_get_database(uri);
+  // Messages name the server and database, never the password.
+  std::string where = "mongodb://";
+  const mongoc_host_list_t* hosts = mongoc_uri_get_hosts(uri);
+  for (const mongoc_host_list_t* h = hosts; h != nullptr; h = h->next) {
+    where += std::string(h->host_and_port) + (h->next != nullptr ? "," : "");
+  }
+  where += "/" + std::string(db != nullptr ? db : "");
+  if (db == nullptr || *db == '\0') {
+    mongoc_uri_destroy(uri);
+    return Status::InvalidArgument("--store: '" + where +
+                                   "' names no database; expected mongodb://HOST:PORT/DB");
+  }
+  // Fail fast when no server answers (the driver's default is 30 s), unless the URI says.
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+  }
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME)) {
+    mongoc_uri_set_option_as_utf8(uri, MONGOC_URI_APPNAME, "duet");
+  }
+  mongoc_client_pool_t* pool = mongoc_client_pool_new(uri);
+  if (pool == nullptr) {
+    mongoc_uri_destroy(uri);
+    return Status::InvalidArgument("--store: cannot use '" + where + "' (unsupported options?)");
+  }
+  mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+  auto store = std::make_unique<MongoStore>(uri, pool, db, where);
+  DUET_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace duet::store
