@@ -89,9 +89,12 @@ class GroupConsumer final : public KafkaGroupConsumer {
       const size_t want = std::min(max_records - out->size(), batch_.size());
       const ssize_t n = rd_kafka_consume_batch_queue(queue_, wait, batch_.data(), want);
       if (n < 0) {
+        // Not returned by librdkafka 2.0 for a consumer queue. Were it to happen, the records
+        // taken so far have moved positions: fatal, so that a restart reads from the store.
         out_ = nullptr;
-        return Status::Unavailable("kafka topic " + source_.topic + ": " +
-                                   rd_kafka_err2str(rd_kafka_last_error()));
+        out->clear();
+        return Status::IoError("kafka topic " + source_.topic + ": reading failed (" +
+                               rd_kafka_err2str(rd_kafka_last_error()) + "); restart duet stream");
       }
       if (n == 0) break;
       for (ssize_t i = 0; i < n; ++i) {
@@ -122,15 +125,22 @@ class GroupConsumer final : public KafkaGroupConsumer {
     }
     rd_kafka_topic_partition_list_t* list =
         List(partition, offset == kFromOldest ? RD_KAFKA_OFFSET_BEGINNING : offset);
-    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, options_.metadata_timeout_ms);
+    // librdkafka before 2.1.0 reads this timeout as microseconds (librdkafka#4230): scale it, or
+    // a 10 s wait becomes 10 ms and a seek on a busy broker thread times out.
+    const int timeout = rd_kafka_version() < 0x020100ff ? options_.metadata_timeout_ms * 1000
+                                                        : options_.metadata_timeout_ms;
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, timeout);
     rd_kafka_resp_err_t e = error != nullptr ? rd_kafka_error_code(error) : list->elems[0].err;
     if (error != nullptr) rd_kafka_error_destroy(error);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = rd_kafka_resume_partitions(rk_, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Status::Unavailable("kafka topic " + source_.topic + " partition " +
-                                 std::to_string(partition) + ": cannot seek to offset " +
-                                 std::to_string(offset) + ": " + rd_kafka_err2str(e));
+      return Status::Unavailable(
+          "kafka topic " + source_.topic + " partition " + std::to_string(partition) +
+          ": cannot seek to " +
+          (offset == kFromOldest ? std::string("its oldest offset")
+                                 : "offset " + std::to_string(offset)) +
+          ": " + rd_kafka_err2str(e));
     }
     it->second.held = false;
     it->second.next = offset == kFromOldest ? it->second.low : offset;
@@ -226,12 +236,29 @@ class GroupConsumer final : public KafkaGroupConsumer {
         e = rd_kafka_assign(rk_, parts);
       }
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ::duet::Log(LogLevel::kWarn, "kafka.assign_failed",
-                    {{"topic", source_.topic}, {"error", rd_kafka_err2str(e)}});
+        // The group believes this member owns partitions librdkafka does not read: nothing
+        // would ever arrive for them. Undo and stop; a restart joins the group afresh.
+        for (int i = 0; i < parts->cnt; ++i) {
+          if (owned_.erase(parts->elems[i].partition) > 0) {
+            listener_->OnRevoked(parts->elems[i].partition);
+          }
+        }
+        fatal_ = Status::IoError("kafka topic " + source_.topic +
+                                 ": cannot take the partitions the group assigned (" +
+                                 rd_kafka_err2str(e) + "); restart duet stream");
+        return;
       }
-      for (const int p : held) {
+      // Pause the held partitions and resume the others: a partition may have been held when
+      // it was revoked, and an application pause may outlive the revocation (librdkafka#1849;
+      // 2.0.2 measured here clears it, tests/kafka_log_test.cc checks the outcome either way).
+      for (int i = 0; i < parts->cnt; ++i) {
+        const int p = parts->elems[i].partition;
         rd_kafka_topic_partition_list_t* list = List(p, RD_KAFKA_OFFSET_INVALID);
-        rd_kafka_pause_partitions(rk_, list);
+        if (std::find(held.begin(), held.end(), p) != held.end()) {
+          rd_kafka_pause_partitions(rk_, list);
+        } else {
+          rd_kafka_resume_partitions(rk_, list);
+        }
         rd_kafka_topic_partition_list_destroy(list);
       }
       return;
@@ -251,7 +278,11 @@ class GroupConsumer final : public KafkaGroupConsumer {
     if (lost) ::duet::Log(LogLevel::kWarn, "kafka.assignment_lost", {{"topic", source_.topic}});
     if (cooperative) {
       rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, parts);
-      if (error != nullptr) rd_kafka_error_destroy(error);
+      if (error != nullptr) {
+        ::duet::Log(LogLevel::kWarn, "kafka.unassign_failed",
+                    {{"topic", source_.topic}, {"error", rd_kafka_error_string(error)}});
+        rd_kafka_error_destroy(error);
+      }
     } else {
       rd_kafka_assign(rk_, nullptr);
       for (const auto& [p, s] : owned_) listener_->OnRevoked(p);
@@ -275,8 +306,22 @@ class GroupConsumer final : public KafkaGroupConsumer {
             "was recreated. Start from an empty store to read it from its beginning.");
         return;
       }
-      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+          m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
         fatal_ = Status::NotFound("kafka topic " + source_.topic + ": " + what);
+        return;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+          m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        fatal_ = Status::InvalidArgument("kafka topic " + source_.topic + ", group " +
+                                         options_.group + ": access denied (" + what + ")");
+        return;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT) {
+        fatal_ = Status::InvalidArgument(
+            "kafka group " + options_.group + ": the broker refuses --session-timeout " +
+            std::to_string(options_.session_timeout_ms) +
+            " ms (outside its group.min/max.session.timeout.ms)");
         return;
       }
       // Broker trouble: librdkafka reconnects by itself.

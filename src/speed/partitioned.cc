@@ -112,6 +112,7 @@ Status PartitionedSpeed::CheckStore() {
 Result<int64_t> PartitionedSpeed::Build(int partition, Engine* e) {
   SpeedOptions o = options_;
   o.scope = topic_ + "/" + std::to_string(partition);
+  e->speed.reset();  // before the log it reads
   e->log = std::make_unique<PartitionLog>(topic_, partition);
   auto speed = std::make_unique<SpeedLayer>(e->log.get(), store_, o);
   const Status s = speed->Recover();
@@ -193,6 +194,7 @@ Result<RoundResult> PartitionedSpeed::Round() {
   for (size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
   work();
   for (std::thread& t : pool) t.join();
+  Status fatal = Status::Ok();
   for (size_t i = 0; i < ready.size(); ++i) {
     const auto& [p, e] = ready[i];
     Result<MicroBatchStats>& st = outcomes[i];
@@ -204,12 +206,15 @@ Result<RoundResult> PartitionedSpeed::Round() {
       continue;
     }
     const StatusCode code = st.status().code();
-    if (code != StatusCode::kUnavailable && code != StatusCode::kAborted) return st.status();
+    if (code != StatusCode::kUnavailable && code != StatusCode::kAborted && fatal.ok()) {
+      fatal = st.status();
+    }
     // The engine's memory may be ahead of the store: drop it, hold the partition, rebuild later.
     consumer_->Hold(p);
     e->speed.reset();
     result.failures.emplace_back(p, st.status());
   }
+  if (!fatal.ok()) return fatal;
   return result;
 }
 

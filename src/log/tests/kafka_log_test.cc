@@ -339,5 +339,45 @@ TEST_F(KafkaLogTest, GroupMembersShareThePartitionsAndHandThemOver) {
   b->Close();
 }
 
+// A held partition that moves to another member and comes back is read again (an application
+// pause may outlive a revocation and re-assignment, librdkafka#1849: the consumer resumes it).
+TEST_F(KafkaLogTest, GroupPartitionHeldThenMovedAndReturnedIsReadAgain) {
+  const std::string topic = FreshTopic();
+  std::vector<std::string> values;
+  for (int i = 0; i < 400; ++i) values.push_back("h" + std::to_string(i));
+  Produce(topic, values, 40);
+  const std::string group = "g-" + topic;
+  std::map<int, int64_t> store;
+  Positions la(&store), lb(&store);
+  auto a = Member(topic, group, &la);
+  ASSERT_NE(a, nullptr);
+  std::multiset<std::string> seen;
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (la.owned.size() < 4 && Clock::now() < deadline) PollAndCommit(a.get(), &store, &seen);
+  ASSERT_EQ(la.owned.size(), 4u);
+  for (int p = 0; p < 4; ++p) a->Hold(p);  // e.g. the store went away
+  auto b = Member(topic, group, &lb);
+  ASSERT_NE(b, nullptr);
+  while ((lb.owned.empty() || la.owned.size() == 4) && Clock::now() < deadline) {
+    PollAndCommit(a.get(), &store, &seen);
+    PollAndCommit(b.get(), &store, &seen);
+  }
+  ASSERT_FALSE(lb.owned.empty());
+  b->Close();  // its partitions, held by a when they left it, come back to a
+  while (la.owned.size() < 4 && Clock::now() < deadline) PollAndCommit(a.get(), &store, &seen);
+  ASSERT_EQ(la.owned.size(), 4u);
+  for (const auto& o : a->Assignment()) {
+    if (!o.held) continue;
+    auto it = store.find(o.partition);
+    ASSERT_TRUE(a->Start(o.partition, it == store.end() ? kFromOldest : it->second).ok());
+  }
+  while (seen.size() < values.size() && Clock::now() < deadline) {
+    PollAndCommit(a.get(), &store, &seen);
+  }
+  EXPECT_EQ(seen.size(), values.size());
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  a->Close();
+}
+
 }  // namespace
 }  // namespace duet::log
