@@ -135,12 +135,11 @@ class GroupConsumer final : public KafkaGroupConsumer {
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = rd_kafka_resume_partitions(rk_, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Status::Unavailable(
-          "kafka topic " + source_.topic + " partition " + std::to_string(partition) +
-          ": cannot seek to " +
-          (offset == kFromOldest ? std::string("its oldest offset")
-                                 : "offset " + std::to_string(offset)) +
-          ": " + rd_kafka_err2str(e));
+      return Status::Unavailable("kafka topic " + source_.topic + " partition " +
+                                 std::to_string(partition) + ": cannot seek to " +
+                                 (offset == kFromOldest ? std::string("its oldest offset")
+                                                        : "offset " + std::to_string(offset)) +
+                                 ": " + rd_kafka_err2str(e));
     }
     it->second.held = false;
     it->second.next = offset == kFromOldest ? it->second.low : offset;
@@ -318,10 +317,10 @@ class GroupConsumer final : public KafkaGroupConsumer {
         return;
       }
       if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT) {
-        fatal_ = Status::InvalidArgument(
-            "kafka group " + options_.group + ": the broker refuses --session-timeout " +
-            std::to_string(options_.session_timeout_ms) +
-            " ms (outside its group.min/max.session.timeout.ms)");
+        fatal_ = Status::InvalidArgument("kafka group " + options_.group +
+                                         ": the broker refuses --session-timeout " +
+                                         std::to_string(options_.session_timeout_ms) +
+                                         " ms (outside its group.min/max.session.timeout.ms)");
         return;
       }
       // Broker trouble: librdkafka reconnects by itself.

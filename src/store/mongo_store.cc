@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -174,6 +176,16 @@ bool TransientServerCode(uint32_t code) {
 
 bool DuplicateKey(const bson_error_t& e) { return e.code == 11000; }
 
+std::string NewToken() {
+  std::random_device rd;
+  const uint64_t hi = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const uint64_t lo = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(hi),
+                static_cast<unsigned long long>(lo));
+  return buf;
+}
+
 // ---------------------------------------------------------------- the store
 
 class MongoStore final : public Store {
@@ -233,18 +245,21 @@ class MongoStore final : public Store {
       const int64_t current = exists ? View(pointer.get()).I64("epoch") : 0;
       if (cp.epoch != current + 1) return EpochAborted(cp, current);
       DUET_RETURN_IF_ERROR(PutBadRowsIn(k.bad_rows, "speed", 0, bad_rows));
-      // Leftovers of a commit of this epoch that never flipped the pointer (a crash): removed,
-      // so that only what this commit writes carries the new epoch.
       const std::string owner = SpeedOwner(cp.scope);
-      {
+      // This writer's own leftovers of an attempt that never flipped the pointer (a failed
+      // commit of this process): removed, so that only what this attempt writes carries its
+      // token and the new epoch. Other writers' documents are never touched here: they are
+      // ignored by readers unless their writer flips the pointer.
+      if (!CleanSince(cp.scope, current)) {
         Bson sel, ge;
         ge.I64("$gte", cp.epoch);
-        sel.Str("s", cp.scope).Doc("e", ge);
+        sel.Str("s", cp.scope).Doc("e", ge).Str("t", token_);
         DUET_RETURN_IF_ERROR(DeleteMany(k.records, sel, "drop unfinished speed records"));
         Bson bsel;
-        bsel.Str("o", owner).Doc("e", ge);
+        bsel.Str("o", owner).Doc("e", ge).Str("t", token_);
         DUET_RETURN_IF_ERROR(DeleteMany(k.blobs, bsel, "drop unfinished speed state"));
       }
+      SetClean(cp.scope, -1);  // until this attempt has flipped
       int64_t chunks_state = 0, chunks_views = 0, chunks_delta = 0;
       DUET_RETURN_IF_ERROR(PutBlob(k.blobs, owner, cp.epoch, "state", cp.state, &chunks_state));
       DUET_RETURN_IF_ERROR(
@@ -267,14 +282,27 @@ class MongoStore final : public Store {
         }
         DUET_RETURN_IF_ERROR(bulk.Execute(this, "write speed records"));
       }
-      // The flip: one document, conditional on the epoch it replaces.
-      Bson doc, chunks;
+      // The flip: one document, conditional on the epoch it replaces. It names the writer of
+      // this epoch's documents, and keeps the history of writers by epoch: a record is valid
+      // only if written by the writer the history names for its epoch.
+      std::vector<std::pair<int64_t, std::string>> history = History(pointer, exists);
+      if (history.empty() || history.back().second != token_) {
+        history.emplace_back(cp.epoch, token_);
+      }
+      Bson doc, chunks, hist;
       chunks.I64("state", chunks_state).I64("views", chunks_views).I64("delta", chunks_delta);
+      for (size_t i = 0; i < history.size(); ++i) {
+        Bson entry;
+        entry.I64("e", history[i].first).Str("t", history[i].second);
+        hist.Doc(std::to_string(i).c_str(), entry);
+      }
       doc.Str("_id", cp.scope)
           .I64("epoch", cp.epoch)
+          .Str("token", token_)
           .Str("positions", cp.positions)
           .I64("delta_boundary", cp.delta_boundary_ms)
           .Doc("chunks", chunks);
+      bson_append_array(doc.get(), "history", -1, hist.get());
       // Which record prefixes were replaced at which epoch: carried over, this commit's added.
       Bson replaced;
       std::map<std::string, int64_t> marks = ReplaceMarks(pointer, exists);
@@ -301,13 +329,13 @@ class MongoStore final : public Store {
         bool there = false;
         DUET_RETURN_IF_ERROR(ReadScope(k.scopes, cp.scope, &now, &there));
         const View v(now.get());
-        if (!there || v.I64("epoch") != cp.epoch || v.Str("positions") != cp.positions) {
+        if (!there || v.I64("epoch") != cp.epoch || v.Str("token") != token_ ||
+            v.Str("positions") != cp.positions) {
           return EpochAborted(cp, there ? v.I64("epoch") : 0);
         }
       }
-      // Garbage, best effort (leftovers are harmless: readers follow the pointer): versions
-      // this commit superseded, and state older than the previous epoch (kept for readers that
-      // read the previous pointer a moment ago).
+      SetClean(cp.scope, cp.epoch);
+      // Garbage, best effort (leftovers are harmless: readers follow the pointer).
       CollectSpeedGarbage(k, cp);
       return Status::Ok();
     });
@@ -329,12 +357,13 @@ class MongoStore final : public Store {
           cp.positions = p.Str("positions");
           cp.delta_boundary_ms = p.I64("delta_boundary");
           const std::string owner = SpeedOwner(cp.scope);
+          const std::string token = p.Str("token");
           DUET_RETURN_IF_ERROR(
-              GetBlob(k.blobs, owner, cp.epoch, "state", p.I64("chunks.state"), &cp.state));
-          DUET_RETURN_IF_ERROR(
-              GetBlob(k.blobs, owner, cp.epoch, "views", p.I64("chunks.views"), &cp.views_state));
-          DUET_RETURN_IF_ERROR(
-              GetBlob(k.blobs, owner, cp.epoch, "delta", p.I64("chunks.delta"), &cp.delta_state));
+              GetBlob(k.blobs, owner, cp.epoch, token, "state", p.I64("chunks.state"), &cp.state));
+          DUET_RETURN_IF_ERROR(GetBlob(k.blobs, owner, cp.epoch, token, "views",
+                                       p.I64("chunks.views"), &cp.views_state));
+          DUET_RETURN_IF_ERROR(GetBlob(k.blobs, owner, cp.epoch, token, "delta",
+                                       p.I64("chunks.delta"), &cp.delta_state));
           DUET_RETURN_IF_ERROR(ReadRecords(k.records, pointer, cp.scope, cp.epoch, &cp.records));
           return std::optional<SpeedCheckpoint>(std::move(cp));
         });
@@ -374,8 +403,8 @@ class MongoStore final : public Store {
       if (exists && b.Has("generation")) {
         m.has_batch = true;
         m.batch_boundary_ms = b.I64("boundary", INT64_MIN);
-        DUET_RETURN_IF_ERROR(GetBlob(k.blobs, "batch", b.I64("generation"), "prefix",
-                                     b.I64("chunks"), &m.batch_prefix_state));
+        DUET_RETURN_IF_ERROR(GetBlob(k.blobs, "batch", b.I64("generation"), b.Str("token"),
+                                     "prefix", b.I64("chunks"), &m.batch_prefix_state));
       }
       DUET_RETURN_IF_ERROR(ReadScopes(k, &m.speed));
       return m;
@@ -447,6 +476,7 @@ class MongoStore final : public Store {
       Bson sel, set, update, reply;
       sel.Str("_id", "batch").I64("begun", generation);
       set.I64("generation", generation)
+          .Str("token", token_)
           .I64("boundary", run.prefix_boundary_ms)
           .I64("chunks", chunks)
           .I64("started_ms", run.started_ms)
@@ -662,10 +692,20 @@ class MongoStore final : public Store {
                            "another group member, or two processes read the same input)");
   }
 
+  // A quick transient failure (a primary stepping down, a dropped connection) is retried; a
+  // slow one (no server answered within serverSelectionTimeoutMS) is returned at once: the
+  // caller backs off with its own, longer schedule.
+  static bool RetryAfter(StatusCode code, std::chrono::steady_clock::time_point start,
+                         int attempt) {
+    return code == StatusCode::kUnavailable && attempt < kRetries &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(1);
+  }
+
   static Status Retry(const std::function<Status()>& f) {
     for (int attempt = 0;; ++attempt) {
+      const auto start = std::chrono::steady_clock::now();
       Status s = f();
-      if (s.code() != StatusCode::kUnavailable || attempt == kRetries) return s;
+      if (!RetryAfter(s.code(), start, attempt)) return s;
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
     }
   }
@@ -673,8 +713,9 @@ class MongoStore final : public Store {
   template <typename T>
   static Result<T> RetryResult(const std::function<Result<T>()>& f) {
     for (int attempt = 0;; ++attempt) {
+      const auto start = std::chrono::steady_clock::now();
       Result<T> r = f();
-      if (r.ok() || r.status().code() != StatusCode::kUnavailable || attempt == kRetries) return r;
+      if (r.ok() || !RetryAfter(r.status().code(), start, attempt)) return r;
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
     }
   }
@@ -722,7 +763,7 @@ class MongoStore final : public Store {
     };
     const std::vector<Index> indexes = {
         {kViews, "g", {"g"}},
-        {kBlobs, "owner_epoch", {"o", "e", "k", "i"}},
+        {kBlobs, "owner_epoch", {"o", "e", "t", "k", "i"}},
         {kBadRows, "layer_generation_source_offset", {"l", "g", "source", "offset"}},
         {kRecords, "scope_epoch", {"s", "e"}},
         {kRecords, "scope_key", {"s", "k"}},
@@ -744,15 +785,21 @@ class MongoStore final : public Store {
 
   static std::string SpeedOwner(std::string_view scope) { return "speed:" + std::string(scope); }
 
-  // A value split into documents {_id: {o, e, k, i}, o, e, k, i, data}; *chunks = how many.
+  // A value split into documents {_id: {o, e, t, k, i}, o, e, t, k, i, data}, written by this
+  // writer (t = its token); *chunks = how many.
   Status PutBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
                  const char* kind, const std::string& value, int64_t* chunks) const {
     Bulk bulk(blobs);
     int64_t i = 0;
     for (size_t off = 0; off < value.size() || i == 0; off += kChunkBytes, ++i) {
       Bson id, doc;
-      id.Str("o", owner).I64("e", epoch).Str("k", kind).I64("i", i);
-      doc.Doc("_id", id).Str("o", owner).I64("e", epoch).Str("k", kind).I64("i", i);
+      id.Str("o", owner).I64("e", epoch).Str("t", token_).Str("k", kind).I64("i", i);
+      doc.Doc("_id", id)
+          .Str("o", owner)
+          .I64("e", epoch)
+          .Str("t", token_)
+          .Str("k", kind)
+          .I64("i", i);
       doc.Bin("data", off < value.size() ? std::string_view(value).substr(off, kChunkBytes)
                                          : std::string_view());
       bulk.Upsert(doc);
@@ -762,18 +809,18 @@ class MongoStore final : public Store {
   }
 
   Status GetBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
-                 const char* kind, int64_t chunks, std::string* out) const {
+                 const std::string& token, const char* kind, int64_t chunks,
+                 std::string* out) const {
     out->clear();
     Bson filter, opts, sort;
-    filter.Str("o", owner).I64("e", epoch).Str("k", kind);
+    filter.Str("o", owner).I64("e", epoch).Str("t", token).Str("k", kind);
     sort.I64("i", 1);
     opts.Doc("sort", sort);
     int64_t seen = 0;
     DUET_RETURN_IF_ERROR(
-        Find(blobs, filter, opts, std::string("read ") + kind + " state", [&](const View& dv) {
-          const bson_t* d = dv.raw();
-          if (View(d).I64("i", -1) == seen) {
-            out->append(View(d).Bin("data"));
+        Find(blobs, filter, opts, std::string("read ") + kind + " state", [&](const View& d) {
+          if (d.I64("i", -1) == seen) {
+            out->append(d.Bin("data"));
             ++seen;
           }
         }));
@@ -783,6 +830,39 @@ class MongoStore final : public Store {
                                  std::to_string(epoch) + " changed while being read");
     }
     return Status::Ok();
+  }
+
+  // Whether this process committed `scope` at `epoch` itself and has not failed an attempt
+  // since: then it left no unfinished documents to remove.
+  bool CleanSince(const std::string& scope, int64_t epoch) const {
+    std::lock_guard<std::mutex> l(clean_mu_);
+    auto it = clean_.find(scope);
+    return it != clean_.end() && it->second == epoch && epoch > 0;
+  }
+  void SetClean(const std::string& scope, int64_t epoch) const {
+    std::lock_guard<std::mutex> l(clean_mu_);
+    clean_[scope] = epoch;
+  }
+
+  // The pointer's writer history: (first epoch, token) per run of epochs one writer committed.
+  static std::vector<std::pair<int64_t, std::string>> History(const Bson& pointer, bool exists) {
+    std::vector<std::pair<int64_t, std::string>> out;
+    bson_iter_t it, child;
+    if (!exists || !bson_iter_init_find(&it, pointer.get(), "history") ||
+        !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &child)) {
+      return out;
+    }
+    while (bson_iter_next(&child)) {
+      if (!BSON_ITER_HOLDS_DOCUMENT(&child)) continue;
+      uint32_t len = 0;
+      const uint8_t* data = nullptr;
+      bson_iter_document(&child, &len, &data);
+      bson_t entry;
+      if (!bson_init_static(&entry, data, len)) continue;
+      const View v(&entry);
+      out.emplace_back(v.I64("e"), v.Str("t"));
+    }
+    return out;
   }
 
   Status ReadScope(mongoc_collection_t* scopes, std::string_view scope, Bson* out,
@@ -798,6 +878,7 @@ class MongoStore final : public Store {
     opts.Doc("sort", sort);
     std::vector<SpeedScope> scopes;
     std::vector<std::pair<int64_t, int64_t>> chunks;  // views, delta
+    std::vector<std::string> tokens;
     DUET_RETURN_IF_ERROR(Find(k.scopes, filter, opts, "read the speed scopes", [&](const View& dv) {
       const bson_t* d = dv.raw();
       const View v(d);
@@ -808,14 +889,15 @@ class MongoStore final : public Store {
       s.delta_boundary_ms = v.I64("delta_boundary");
       scopes.push_back(std::move(s));
       chunks.emplace_back(v.I64("chunks.views"), v.I64("chunks.delta"));
+      tokens.push_back(v.Str("token"));
     }));
     for (size_t i = 0; i < scopes.size(); ++i) {
       SpeedScope& s = scopes[i];
       const std::string owner = SpeedOwner(s.scope);
       DUET_RETURN_IF_ERROR(
-          GetBlob(k.blobs, owner, s.epoch, "views", chunks[i].first, &s.views_state));
+          GetBlob(k.blobs, owner, s.epoch, tokens[i], "views", chunks[i].first, &s.views_state));
       DUET_RETURN_IF_ERROR(
-          GetBlob(k.blobs, owner, s.epoch, "delta", chunks[i].second, &s.delta_state));
+          GetBlob(k.blobs, owner, s.epoch, tokens[i], "delta", chunks[i].second, &s.delta_state));
     }
     *out = std::move(scopes);
     return Status::Ok();
@@ -838,13 +920,14 @@ class MongoStore final : public Store {
     return marks;
   }
 
-  // A version of a speed record: {_id: {s, k, e}, s, k (hex), e, v} or, deleted, {..., del}.
-  static void RecordDoc(const SpeedCheckpoint& cp, const std::string& key, const std::string* value,
-                        Bson* doc) {
+  // A version of a speed record, written by this writer:
+  // {_id: {s, k, e, t}, s, k (hex), e, t, v} or, for a deletion, {..., del: true}.
+  void RecordDoc(const SpeedCheckpoint& cp, const std::string& key, const std::string* value,
+                 Bson* doc) const {
     Bson id;
     const std::string hex = Hex(key);
-    id.Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch);
-    doc->Doc("_id", id).Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch);
+    id.Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch).Str("t", token_);
+    doc->Doc("_id", id).Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch).Str("t", token_);
     if (value != nullptr) {
       doc->Bin("v", *value);
     } else {
@@ -852,13 +935,22 @@ class MongoStore final : public Store {
     }
   }
 
-  // The records of `scope` as of `epoch`: per key the newest version at or before it, unless it
-  // is a deletion or older than a replacement of its prefix.
+  // The records of `scope` as of `epoch`: per key the newest valid version at or before it (a
+  // version is valid when the history names its token for its epoch), unless that is a
+  // deletion or older than a replacement of its prefix.
   Status ReadRecords(mongoc_collection_t* records, const Bson& pointer, const std::string& scope,
                      int64_t epoch, std::vector<std::pair<std::string, std::string>>* out) const {
     const std::map<std::string, int64_t> marks = ReplaceMarks(pointer, true);
     std::vector<std::pair<std::string, int64_t>> replaced;  // hex prefix, epoch
     for (const auto& [name, e] : marks) replaced.emplace_back(name.substr(1), e);
+    const std::vector<std::pair<int64_t, std::string>> history = History(pointer, true);
+    auto writer_of = [&](int64_t e) -> const std::string* {
+      const std::string* w = nullptr;
+      for (const auto& [from, token] : history) {
+        if (from <= e) w = &token;
+      }
+      return w;
+    };
     Bson filter, le;
     le.I64("$lte", epoch);
     filter.Str("s", scope).Doc("e", le);
@@ -868,10 +960,10 @@ class MongoStore final : public Store {
       std::string value;
     };
     std::map<std::string, Version> newest;  // by hex key
-    DUET_RETURN_IF_ERROR(Find(records, filter, Bson(), "read speed records", [&](const View& dv) {
-      const bson_t* d = dv.raw();
-      const View v(d);
+    DUET_RETURN_IF_ERROR(Find(records, filter, Bson(), "read speed records", [&](const View& v) {
       const int64_t e = v.I64("e");
+      const std::string* writer = writer_of(e);
+      if (writer == nullptr || *writer != v.Str("t")) return;  // an attempt that never flipped
       std::string k = v.Str("k");
       auto it = newest.find(k);
       if (it != newest.end() && it->second.epoch >= e) return;
@@ -894,21 +986,42 @@ class MongoStore final : public Store {
     return Status::Ok();
   }
 
+  // Best effort; every step leaves what readers see unchanged.
   void CollectSpeedGarbage(const Colls& k, const SpeedCheckpoint& cp) const {
     Bson lt;
     lt.I64("$lt", cp.epoch);
-    // Older versions of the keys this commit wrote.
-    std::vector<std::string> keys;
-    for (const auto& [key, value] : cp.put_records) keys.push_back(Hex(key));
-    for (const std::string& key : cp.delete_keys) keys.push_back(Hex(key));
-    for (size_t at = 0; at < keys.size(); at += 10000) {
-      Bson filter, in, list;
-      for (size_t i = at; i < std::min(keys.size(), at + 10000); ++i) {
-        list.Str(std::to_string(i - at).c_str(), keys[i]);
+    // Older versions of the keys this commit wrote, whoever wrote them: this commit's version
+    // is newer. Then this commit's own tombstones, which have nothing left to hide — only once
+    // the older versions are gone, or they would come back.
+    auto hexes = [](const auto& keys, auto key_of) {
+      std::vector<std::string> out;
+      for (const auto& x : keys) out.push_back(Hex(key_of(x)));
+      return out;
+    };
+    const std::vector<std::string> put =
+        hexes(cp.put_records, [](const auto& kv) { return kv.first; });
+    const std::vector<std::string> deleted =
+        hexes(cp.delete_keys, [](const auto& key) { return key; });
+    auto delete_in = [&](const std::vector<std::string>& keys, const Bson& epoch_cond,
+                         bool tombstones) {
+      bool ok = true;
+      for (size_t at = 0; at < keys.size(); at += 10000) {
+        Bson filter, in, list;
+        for (size_t i = at; i < std::min(keys.size(), at + 10000); ++i) {
+          list.Str(std::to_string(i - at).c_str(), keys[i]);
+        }
+        bson_append_array(in.get(), "$in", -1, list.get());
+        filter.Str("s", cp.scope).Doc("k", in).Doc("e", epoch_cond);
+        if (tombstones) filter.Bool("del", true).Str("t", token_);
+        ok = DeleteMany(k.records, filter, "drop superseded speed records").ok() && ok;
       }
-      bson_append_array(in.get(), "$in", -1, list.get());
-      filter.Str("s", cp.scope).Doc("k", in).Doc("e", lt);
-      (void)DeleteMany(k.records, filter, "drop superseded speed records");
+      return ok;
+    };
+    (void)delete_in(put, lt, false);
+    if (delete_in(deleted, lt, false)) {
+      Bson at;
+      at.I64("$eq", cp.epoch);
+      (void)delete_in(deleted, at, true);
     }
     // Every older record under a prefix this commit replaced.
     if (cp.replace_records) {
@@ -924,19 +1037,12 @@ class MongoStore final : public Store {
       }
       (void)DeleteMany(k.records, filter, "drop replaced speed records");
     }
-    // Deletions older than this epoch have nothing left to hide.
-    {
-      Bson filter;
-      filter.Str("s", cp.scope).Bool("del", true).Doc("e", lt);
-      (void)DeleteMany(k.records, filter, "drop old speed tombstones");
-    }
-    // State before the previous epoch.
-    {
-      Bson filter, before;
-      before.I64("$lt", cp.epoch - 1);
-      filter.Str("o", SpeedOwner(cp.scope)).Doc("e", before);
-      (void)DeleteMany(k.blobs, filter, "drop old speed state");
-    }
+    // State before the previous epoch (that one is kept a moment for readers that followed the
+    // previous pointer).
+    Bson filter, before;
+    before.I64("$lt", cp.epoch - 1);
+    filter.Str("o", SpeedOwner(cp.scope)).Doc("e", before);
+    (void)DeleteMany(k.blobs, filter, "drop old speed state");
   }
 
   Status PutBadRowsIn(mongoc_collection_t* coll, std::string_view layer, int64_t generation,
@@ -1114,6 +1220,10 @@ class MongoStore final : public Store {
   mongoc_client_pool_t* const pool_;
   const std::string db_;
   const std::string where_;  // the URI without credentials, for messages
+  // This writer's identity in the documents it writes (random per opened store).
+  const std::string token_ = NewToken();
+  mutable std::mutex clean_mu_;
+  mutable std::map<std::string, int64_t> clean_;  // scope -> epoch this process last flipped
 };
 
 }  // namespace
