@@ -41,20 +41,33 @@ struct ArchiveStats {
   uint64_t lines_written = 0;
 };
 
-class Archiver {
+// Where `duet archive` copies the topic to: the master-dataset folder (Archiver, below) or a
+// MongoDB collection (mongoraw/raw_collection.h). The same contract for both: Recover finds
+// where each partition continues and seeks the log there; Step copies what the log has; Flush
+// makes everything read durable. Exactly once across crashes.
+class ArchiveSink {
+ public:
+  virtual ~ArchiveSink() = default;
+  virtual Status Recover() = 0;
+  // Reads up to max_batch_lines messages (with `final`, up to the end of the log).
+  virtual Result<ArchiveStats> Step(bool final) = 0;
+  virtual Result<ArchiveStats> Flush() = 0;
+};
+
+class Archiver final : public ArchiveSink {
  public:
   // `log` (a KafkaLog over `topic`) must outlive the Archiver.
   Archiver(log::Log* log, std::string topic, ArchiveOptions options);
 
   // Removes leftover temporary files, finds where each partition continues from the names of
   // the files written so far and seeks the log there. IoError when the folder cannot be read.
-  Status Recover();
+  Status Recover() override;
 
   // Reads up to max_batch_lines messages and writes out every file that must roll.
-  Result<ArchiveStats> Step(bool final);
+  Result<ArchiveStats> Step(bool final) override;
 
   // Writes out every open file.
-  Result<ArchiveStats> Flush();
+  Result<ArchiveStats> Flush() override;
 
  private:
   struct Open {

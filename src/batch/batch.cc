@@ -124,7 +124,7 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
     const size_t fi = run->next_file.fetch_add(1);
     if (fi >= run->files.size()) break;
     const InputFile& f = run->files[fi];
-    auto reader = LineReader::Open(f.path, beacon::kMaxLineBytes);
+    auto reader = f.open ? f.open() : LineReader::Open(f.path, beacon::kMaxLineBytes);
     if (!reader.ok()) {
       run->Fail(reader.status());
       break;
@@ -346,7 +346,8 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
     return Status::InvalidArgument("threads: " + std::to_string(options.threads) +
                                    " is out of range; expected 1..256");
   }
-  auto files = ListInputs(options.input);
+  auto files = options.inputs.empty() ? ListInputs(options.input)
+                                      : Result<std::vector<InputFile>>(options.inputs);
   if (!files.ok()) return files.status();
   if (files->size() >= (1ULL << (64 - kOffsetBits))) {
     return Status::InvalidArgument("--input: too many files (" + std::to_string(files->size()) +
@@ -457,7 +458,8 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
 }
 
 Result<ParseOnlyCounts> ParseOnly(const BatchOptions& options) {
-  auto files = ListInputs(options.input);
+  auto files = options.inputs.empty() ? ListInputs(options.input)
+                                      : Result<std::vector<InputFile>>(options.inputs);
   if (!files.ok()) return files.status();
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> lines{0};
@@ -478,7 +480,8 @@ Result<ParseOnlyCounts> ParseOnly(const BatchOptions& options) {
       Line line;
       uint64_t n = 0, parsed = 0;
       for (size_t fi = next.fetch_add(1); fi < files->size(); fi = next.fetch_add(1)) {
-        auto reader = LineReader::Open((*files)[fi].path, beacon::kMaxLineBytes);
+        const InputFile& f = (*files)[fi];
+        auto reader = f.open ? f.open() : LineReader::Open(f.path, beacon::kMaxLineBytes);
         if (!reader.ok()) return fail(reader.status());
         while (true) {
           const Result<bool> more = (*reader)->Next(&line);

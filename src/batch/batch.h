@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "core/bad_row.h"
 #include "core/event.h"
 #include "core/views.h"
+#include "util/line_reader.h"
 #include "util/result.h"
 
 namespace duet::batch {
@@ -27,7 +29,11 @@ class BadRowSink {
 struct InputFile {
   std::string path;      // as opened
   std::string relative;  // relative to the input root: the bad rows' "source" and the read order
-  uint64_t size = 0;
+  uint64_t size = 0;     // bytes (or, for an input that is not a file, its lines), for progress
+  // For an input that is not a file (e.g. the raw beacons of one Kafka partition in a MongoDB
+  // collection): opens its lines. Lines must carry kLinePadding readable bytes after them.
+  // Empty: LineReader::Open(path).
+  std::function<Result<std::unique_ptr<LineReader>>()> open;
 };
 
 // Lists the input: `path` itself if it is a file, else every regular file below it whose name
@@ -46,6 +52,9 @@ struct Progress {
 
 struct BatchOptions {
   std::string input;
+  // When not empty, read instead of listing `input`, in this order (the read order that decides
+  // which of two beacons with the same id is the duplicate).
+  std::vector<InputFile> inputs;
   int threads = 2;
   int64_t session_gap_ms = core::kDefaultSessionGapMs;
   // The speed layer's allowed lateness; sets the prefix view's boundary (see PrefixView).

@@ -27,6 +27,7 @@
 #include "gen/generator.h"
 #include "log/file_log.h"
 #include "log/kafka_log.h"
+#include "mongoraw/raw_collection.h"
 #include "report/report.h"
 #include "serve/merge.h"
 #include "speed/kafka_bad_rows.h"
@@ -185,6 +186,19 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
   StoreSink sink(store->get(), *gen);
   batch::BatchOptions opt;
   opt.input = input;
+  // A MongoDB collection of raw beacons (what `duet archive --out mongodb://…` writes).
+  std::unique_ptr<mongoraw::RawCollection> raw;
+  if (input.starts_with("mongodb://") || input.starts_with("mongodb+srv://")) {
+    auto opened = mongoraw::OpenRawCollection(input);
+    if (!opened.ok()) return opened.status();
+    raw = std::move(*opened);
+    auto inputs = raw->Inputs(beacon::kMaxLineBytes);
+    if (!inputs.ok()) return inputs.status();
+    if (inputs->empty()) {
+      return Status::NotFound("--input: the collection " + input + " holds no raw beacons");
+    }
+    opt.inputs = std::move(*inputs);
+  }
   opt.threads = threads;
   opt.session_gap_ms = gap_ms;
   opt.lateness_ms = lateness_ms;
@@ -223,8 +237,10 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
 
 int CmdBatch(const std::vector<std::string>& args) {
   Config c;
-  c.Define("input", "", "master dataset: a folder (read recursively) or one NDJSON file");
-  c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH)");
+  c.Define("input", "",
+           "master dataset: a folder (read recursively), one NDJSON file, or a MongoDB "
+           "collection of raw beacons, mongodb://HOST:PORT/DB.COLLECTION");
+  c.Define("store", "sqlite:duet.sqlite", "store URI (sqlite:PATH or mongodb://HOST:PORT/DB)");
   c.Define("threads", std::to_string(DefaultThreads()), "worker threads");
   c.Define("session-gap", "30m", "a gap longer than this starts a new session");
   c.Define("lateness", "10m", "the speed layer's allowed lateness (sets the merge boundary)");
@@ -1071,10 +1087,13 @@ int CmdCollect(const std::vector<std::string>& args) {
 int CmdArchive(const std::vector<std::string>& args) {
   Config c;
   c.Define("source", "", "kafka://HOST:PORT[,HOST:PORT...]/TOPIC to copy");
-  c.Define("out", "", "the master dataset folder (dt=YYYY-MM-DD/hr=HH/*.ndjson.zst)");
+  c.Define("out", "",
+           "the master dataset: a folder (dt=YYYY-MM-DD/hr=HH/*.ndjson.zst), or a MongoDB "
+           "collection, mongodb://HOST:PORT/DB.COLLECTION (one document per message)");
   c.Define("group", "duet-archive", "Kafka consumer group id (progress lives in the file names)");
   c.Define("roll-lines", "200000", "a file is written out after this many lines");
   c.Define("roll-interval", "60s", "... or this long after its first line");
+  c.Define("max-batch", "100000", "at most this many messages read per step");
   c.Define("drain", "false", "copy everything in the topic now, write every file and exit", true);
   if (int rc = ParseOrHelp("archive", "Copies a Kafka topic into the master dataset, exactly once.",
                            &c, args);
@@ -1094,19 +1113,34 @@ int CmdArchive(const std::vector<std::string>& args) {
   if (!roll_interval.ok()) return Fail("archive", roll_interval.status());
   o.roll_lines = static_cast<size_t>(*roll_lines);
   o.roll_interval_ms = *roll_interval;
+  auto max_batch = c.Int("max-batch", 1, 10'000'000);
+  if (!max_batch.ok()) return Fail("archive", max_batch.status());
+  o.max_batch_lines = static_cast<size_t>(*max_batch);
   const bool drain = c.Bool("drain");
   log::KafkaLogOptions ko;
   ko.group = c.String("group");
   ko.max_line = 1 << 30;  // archive whole messages, whatever their size
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
+  const bool to_mongo =
+      o.out_dir.starts_with("mongodb://") || o.out_dir.starts_with("mongodb+srv://");
   int64_t backoff_ms = 0;
   uint64_t total = 0;
   while (!g_stop.load()) {
     auto log = log::OpenKafkaLog(*source, ko);
     Status failed = log.status();
-    if (log.ok()) {
-      archive::Archiver archiver(log->get(), source->topic, o);
+    std::unique_ptr<mongoraw::RawCollection> raw;
+    if (failed.ok() && to_mongo) {
+      auto opened = mongoraw::OpenRawCollection(o.out_dir);
+      failed = opened.status();
+      if (opened.ok()) raw = std::move(*opened);
+    }
+    if (failed.ok()) {
+      std::unique_ptr<archive::ArchiveSink> sink =
+          to_mongo ? mongoraw::NewCollectionArchiver(log->get(), source->topic, raw.get(),
+                                                     o.max_batch_lines)
+                   : std::make_unique<archive::Archiver>(log->get(), source->topic, o);
+      archive::ArchiveSink& archiver = *sink;
       failed = archiver.Recover();
       if (failed.ok())
         Log(LogLevel::kInfo, "archive.start",

@@ -7,14 +7,17 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <utility>
 
 #include "beacon/beacon.h"
+#include "store/mongo_driver.h"
 #include "util/log.h"
 
 namespace duet::store {
@@ -34,98 +37,6 @@ constexpr const char* kBlobs = "duet_blobs";
 constexpr const char* kBadRows = "duet_bad_rows";
 constexpr const char* kScopes = "duet_speed_scopes";
 constexpr const char* kRecords = "duet_speed_records";
-
-// ---------------------------------------------------------------- bson helpers
-
-class Bson {
- public:
-  Bson() { bson_init(&b_); }
-  ~Bson() { bson_destroy(&b_); }
-  Bson(const Bson&) = delete;
-  Bson& operator=(const Bson&) = delete;
-  bson_t* get() { return &b_; }
-  const bson_t* get() const { return &b_; }
-  Bson& I64(const char* k, int64_t v) {
-    BSON_APPEND_INT64(&b_, k, v);
-    return *this;
-  }
-  Bson& F64(const char* k, double v) {
-    BSON_APPEND_DOUBLE(&b_, k, v);
-    return *this;
-  }
-  Bson& Bool(const char* k, bool v) {
-    BSON_APPEND_BOOL(&b_, k, v);
-    return *this;
-  }
-  Bson& Str(const char* k, std::string_view v) {
-    bson_append_utf8(&b_, k, -1, v.data(), static_cast<int>(v.size()));
-    return *this;
-  }
-  Bson& Bin(const char* k, std::string_view v) {
-    bson_append_binary(&b_, k, -1, BSON_SUBTYPE_BINARY, reinterpret_cast<const uint8_t*>(v.data()),
-                       static_cast<uint32_t>(v.size()));
-    return *this;
-  }
-  Bson& Doc(const char* k, const Bson& d) {
-    BSON_APPEND_DOCUMENT(&b_, k, d.get());
-    return *this;
-  }
-
- private:
-  bson_t b_;
-};
-
-// Read access to a document's fields; missing or mistyped fields read as the default.
-class View {
- public:
-  explicit View(const bson_t* d) : d_(d) {}
-  const bson_t* raw() const { return d_; }
-  bool Has(const char* k) const {
-    bson_iter_t it;
-    return bson_iter_init_find(&it, d_, k);
-  }
-  int64_t I64(const char* k, int64_t def = 0) const {
-    bson_iter_t it;
-    if (!Find(k, &it) || !BSON_ITER_HOLDS_NUMBER(&it)) return def;
-    return bson_iter_as_int64(&it);
-  }
-  double F64(const char* k) const {
-    bson_iter_t it;
-    if (!Find(k, &it) || !BSON_ITER_HOLDS_DOUBLE(&it)) return 0;
-    return bson_iter_double(&it);
-  }
-  bool Bool(const char* k) const {
-    bson_iter_t it;
-    return Find(k, &it) && bson_iter_as_bool(&it);
-  }
-  std::string Str(const char* k) const {
-    bson_iter_t it;
-    if (!Find(k, &it) || !BSON_ITER_HOLDS_UTF8(&it)) return {};
-    uint32_t n = 0;
-    const char* s = bson_iter_utf8(&it, &n);
-    return std::string(s, n);
-  }
-  std::string Bin(const char* k) const {
-    bson_iter_t it;
-    if (!Find(k, &it) || !BSON_ITER_HOLDS_BINARY(&it)) return {};
-    bson_subtype_t sub;
-    uint32_t n = 0;
-    const uint8_t* data = nullptr;
-    bson_iter_binary(&it, &sub, &n, &data);
-    return std::string(reinterpret_cast<const char*>(data), n);
-  }
-
- private:
-  bool Find(const char* k, bson_iter_t* out) const {
-    bson_iter_t it;
-    if (!bson_iter_init(&it, d_)) return false;
-    if (std::strchr(k, '.') != nullptr) return bson_iter_find_descendant(&it, k, out);
-    if (!bson_iter_find(&it, k)) return false;
-    *out = it;
-    return true;
-  }
-  const bson_t* d_;
-};
 
 std::string Hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -175,6 +86,18 @@ bool TransientServerCode(uint32_t code) {
 }
 
 bool DuplicateKey(const bson_error_t& e) { return e.code == 11000; }
+
+// A document's _id from its key fields, as one string (parts joined by U+001F, which no name
+// Duet writes contains). A string, not an embedded document: servers look up string _ids
+// directly (FerretDB's SQLite backend scans the collection for any other kind of _id).
+std::string Key(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (const std::string_view p : parts) {
+    if (!out.empty()) out.push_back('\x1f');
+    out.append(p);
+  }
+  return out;
+}
 
 std::string NewToken() {
   std::random_device rd;
@@ -269,18 +192,22 @@ class MongoStore final : public Store {
       // Records: a new version per key (a tombstone for a deletion); a key both put and
       // deleted ends up deleted.
       if (!cp.put_records.empty() || !cp.delete_keys.empty()) {
-        Bulk bulk(k.records);
+        InsertOnce bulk(k.records, where_, "write speed records");
+        // A key both put and deleted ends up deleted: only its tombstone is written (the
+        // documents are insert-once, so the first written would win).
+        const std::set<std::string> deleted(cp.delete_keys.begin(), cp.delete_keys.end());
         for (const auto& [key, value] : cp.put_records) {
+          if (deleted.count(key) > 0) continue;
           Bson doc;
           RecordDoc(cp, key, &value, &doc);
-          bulk.Upsert(doc);
+          DUET_RETURN_IF_ERROR(bulk.Add(doc));
         }
         for (const std::string& key : cp.delete_keys) {
           Bson doc;
           RecordDoc(cp, key, nullptr, &doc);
-          bulk.Upsert(doc);
+          DUET_RETURN_IF_ERROR(bulk.Add(doc));
         }
-        DUET_RETURN_IF_ERROR(bulk.Execute(this, "write speed records"));
+        DUET_RETURN_IF_ERROR(bulk.Finish());
       }
       // The flip: one document, conditional on the epoch it replaces. It names the writer of
       // this epoch's documents, and keeps the history of writers by epoch: a record is valid
@@ -623,65 +550,10 @@ class MongoStore final : public Store {
     mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records;
   };
 
-  // Queued writes of one collection, sent together (unordered).
-  class Bulk {
-   public:
-    explicit Bulk(mongoc_collection_t* coll) {
-      Bson opts;
-      opts.Bool("ordered", false);
-      op_ = mongoc_collection_create_bulk_operation_with_opts(coll, opts.get());
-      upsert_.Bool("upsert", true);
-    }
-    ~Bulk() { mongoc_bulk_operation_destroy(op_); }
-    Bulk(const Bulk&) = delete;
-    Bulk& operator=(const Bulk&) = delete;
-    // Replaces (or inserts) the document with the _id of `doc`.
-    void Upsert(const Bson& doc) {
-      bson_iter_t it;
-      Bson sel;
-      if (bson_iter_init_find(&it, doc.get(), "_id")) {
-        bson_append_iter(sel.get(), "_id", -1, &it);
-      }
-      bson_error_t e;
-      if (!mongoc_bulk_operation_replace_one_with_opts(op_, sel.get(), doc.get(), upsert_.get(),
-                                                       &e) &&
-          error_.code == 0) {
-        error_ = e;
-      }
-      ++n_;
-    }
-    Status Execute(const MongoStore* s, std::string_view what) {
-      if (error_.code != 0) return s->Error(error_, what);
-      if (n_ == 0) return Status::Ok();
-      Bson reply;
-      bson_error_t e;
-      if (mongoc_bulk_operation_execute(op_, reply.get(), &e) == 0) return s->Error(e, what);
-      return Status::Ok();
-    }
-
-   private:
-    mongoc_bulk_operation_t* op_;
-    Bson upsert_;
-    bson_error_t error_{};
-    size_t n_ = 0;
-  };
-
   // ---- errors and retries
 
   Status Error(const bson_error_t& e, std::string_view what) const {
-    std::string msg = where_ + ": cannot " + std::string(what) + ": " + e.message;
-    if (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
-      return Status::InvalidArgument(msg + " (check the user and password in the store URI)");
-    }
-    if (e.domain == MONGOC_ERROR_SERVER && e.code == 18) {
-      return Status::InvalidArgument(msg + " (authentication failed: check the store URI)");
-    }
-    if (e.domain == MONGOC_ERROR_SERVER_SELECTION || e.domain == MONGOC_ERROR_STREAM ||
-        (e.domain == MONGOC_ERROR_SERVER && TransientServerCode(e.code)) ||
-        (e.domain == MONGOC_ERROR_WRITE_CONCERN && TransientServerCode(e.code))) {
-      return Status::Unavailable(std::move(msg));
-    }
-    return Status::IoError(std::move(msg));
+    return MongoStatus(e, where_, what);
   }
 
   static Status EpochAborted(const SpeedCheckpoint& cp, int64_t current) {
@@ -789,12 +661,11 @@ class MongoStore final : public Store {
   // writer (t = its token); *chunks = how many.
   Status PutBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
                  const char* kind, const std::string& value, int64_t* chunks) const {
-    Bulk bulk(blobs);
+    InsertOnce bulk(blobs, where_, std::string("write ") + kind + " state");
     int64_t i = 0;
     for (size_t off = 0; off < value.size() || i == 0; off += kChunkBytes, ++i) {
-      Bson id, doc;
-      id.Str("o", owner).I64("e", epoch).Str("t", token_).Str("k", kind).I64("i", i);
-      doc.Doc("_id", id)
+      Bson doc;
+      doc.Str("_id", Key({owner, std::to_string(epoch), token_, kind, std::to_string(i)}))
           .Str("o", owner)
           .I64("e", epoch)
           .Str("t", token_)
@@ -802,10 +673,10 @@ class MongoStore final : public Store {
           .I64("i", i);
       doc.Bin("data", off < value.size() ? std::string_view(value).substr(off, kChunkBytes)
                                          : std::string_view());
-      bulk.Upsert(doc);
+      DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
     *chunks = i;
-    return bulk.Execute(this, std::string("write ") + kind + " state");
+    return bulk.Finish();
   }
 
   Status GetBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
@@ -924,10 +795,12 @@ class MongoStore final : public Store {
   // {_id: {s, k, e, t}, s, k (hex), e, t, v} or, for a deletion, {..., del: true}.
   void RecordDoc(const SpeedCheckpoint& cp, const std::string& key, const std::string* value,
                  Bson* doc) const {
-    Bson id;
     const std::string hex = Hex(key);
-    id.Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch).Str("t", token_);
-    doc->Doc("_id", id).Str("s", cp.scope).Str("k", hex).I64("e", cp.epoch).Str("t", token_);
+    doc->Str("_id", Key({cp.scope, hex, std::to_string(cp.epoch), token_}))
+        .Str("s", cp.scope)
+        .Str("k", hex)
+        .I64("e", cp.epoch)
+        .Str("t", token_);
     if (value != nullptr) {
       doc->Bin("v", *value);
     } else {
@@ -1048,14 +921,10 @@ class MongoStore final : public Store {
   Status PutBadRowsIn(mongoc_collection_t* coll, std::string_view layer, int64_t generation,
                       std::span<const core::BadRow> rows) const {
     if (rows.empty()) return Status::Ok();
-    Bulk bulk(coll);
+    InsertOnce bulk(coll, where_, "write bad rows");
     for (const core::BadRow& r : rows) {
-      Bson id, doc;
-      id.Str("l", layer)
-          .I64("g", generation)
-          .Str("s", r.source)
-          .I64("o", static_cast<int64_t>(r.offset));
-      doc.Doc("_id", id)
+      Bson doc;
+      doc.Str("_id", Key({layer, std::to_string(generation), r.source, std::to_string(r.offset)}))
           .Str("l", layer)
           .I64("g", generation)
           .Str("source", r.source)
@@ -1065,9 +934,9 @@ class MongoStore final : public Store {
           .Bool("truncated", r.truncated)
           .Str("reason", beacon::ReasonName(r.reason))
           .Bin("payload", r.payload);
-      bulk.Upsert(doc);
+      DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
-    return bulk.Execute(this, "write bad rows");
+    return bulk.Finish();
   }
 
   // ---- batch views as documents {_id: {g, t, e, v, h}, g, t (table), e, v, h, figures...}
@@ -1110,33 +979,36 @@ class MongoStore final : public Store {
 
   static void ViewRow(Bson* doc, int64_t g, std::string_view table, std::string_view e,
                       std::string_view var, int64_t h) {
-    Bson id;
-    id.I64("g", g).Str("t", table).Str("e", e).Str("v", var).I64("h", h);
-    doc->Doc("_id", id).I64("g", g).Str("t", table).Str("e", e).Str("v", var).I64("h", h);
+    doc->Str("_id", Key({std::to_string(g), table, e, var, std::to_string(h)}))
+        .I64("g", g)
+        .Str("t", table)
+        .Str("e", e)
+        .Str("v", var)
+        .I64("h", h);
   }
 
   Status WriteViews(mongoc_collection_t* coll, int64_t g, const core::Views& v) const {
-    Bulk bulk(coll);
+    InsertOnce bulk(coll, where_, "write batch views");
     for (const auto* rows : {&v.totals, &v.hourly}) {
       const char* table = rows == &v.totals ? "total" : "hour";
       for (const core::FigureRow& r : *rows) {
         Bson doc;
         ViewRow(&doc, g, table, r.experiment, r.variant, r.hour);
         PutFigures(&doc, r.v);
-        bulk.Upsert(doc);
+        DUET_RETURN_IF_ERROR(bulk.Add(doc));
       }
     }
     for (const core::UniquesRow& r : v.uniques) {
       Bson doc;
       ViewRow(&doc, g, "uniques", r.experiment, r.variant, r.hour);
       doc.I64("uniques_1h", r.uniques_1h).I64("uniques_24h", r.uniques_24h);
-      bulk.Upsert(doc);
+      DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
     for (const core::ExperimentRow& r : v.experiments) {
       Bson doc;
       ViewRow(&doc, g, "experiment", r.experiment, "", 0);
       doc.I64("visitors_in_multiple_variants", r.visitors_in_multiple_variants);
-      bulk.Upsert(doc);
+      DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
     {
       // Reasons hold dots ("json.syntax"), which field names may not: an array of pairs.
@@ -1157,9 +1029,9 @@ class MongoStore final : public Store {
           .I64("max_ts", v.max_ts)
           .I64("final_before_ms", v.final_before_ms);
       bson_append_array(doc.get(), "bad_rows_by_reason", -1, reasons.get());
-      bulk.Upsert(doc);
+      DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
-    return bulk.Execute(this, "write batch views");
+    return bulk.Finish();
   }
 
   Status ReadViews(mongoc_collection_t* coll, int64_t g, core::Views* v) const {
@@ -1228,7 +1100,7 @@ class MongoStore final : public Store {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenMongoStore(const std::string& uri_text) {
+void InitMongoDriver() {
   static std::once_flag init;
   std::call_once(init, [] {
     mongoc_init();
@@ -1242,31 +1114,110 @@ Result<std::unique_ptr<Store>> OpenMongoStore(const std::string& uri_text) {
         },
         nullptr);
   });
+}
+
+Status MongoStatus(const bson_error_t& e, const std::string& where, std::string_view what) {
+  std::string msg = where + ": cannot " + std::string(what) + ": " + e.message;
+  if (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
+    return Status::InvalidArgument(msg + " (check the user and password in the URI)");
+  }
+  if (e.domain == MONGOC_ERROR_SERVER && e.code == 18) {
+    return Status::InvalidArgument(msg + " (authentication failed: check the URI)");
+  }
+  if (e.domain == MONGOC_ERROR_SERVER_SELECTION || e.domain == MONGOC_ERROR_STREAM ||
+      (e.domain == MONGOC_ERROR_SERVER && TransientServerCode(e.code)) ||
+      (e.domain == MONGOC_ERROR_WRITE_CONCERN && TransientServerCode(e.code))) {
+    return Status::Unavailable(std::move(msg));
+  }
+  return Status::IoError(std::move(msg));
+}
+
+InsertOnce::~InsertOnce() {
+  if (bulk_ != nullptr) mongoc_bulk_operation_destroy(bulk_);
+}
+
+Status InsertOnce::Add(const Bson& doc) {
+  if (bulk_ == nullptr) {
+    Bson opts;
+    opts.Bool("ordered", false);
+    bulk_ = mongoc_collection_create_bulk_operation_with_opts(coll_, opts.get());
+  }
   bson_error_t e;
-  mongoc_uri_t* uri = mongoc_uri_new_with_error(uri_text.c_str(), &e);
+  if (!mongoc_bulk_operation_insert_with_opts(bulk_, doc.get(), nullptr, &e)) {
+    return MongoStatus(e, where_, what_);
+  }
+  if (++queued_ >= 1000) return Finish();
+  return Status::Ok();
+}
+
+Status InsertOnce::Finish() {
+  if (bulk_ == nullptr) return Status::Ok();
+  Bson reply;
+  bson_error_t e;
+  const bool ok = mongoc_bulk_operation_execute(bulk_, reply.get(), &e) != 0;
+  mongoc_bulk_operation_destroy(bulk_);
+  bulk_ = nullptr;
+  queued_ = 0;
+  if (ok) return Status::Ok();
+  // Only duplicate _ids (written before): success. Anything else: the driver's error.
+  bson_iter_t it, errors;
+  bool only_duplicates = bson_iter_init_find(&it, reply.get(), "writeErrors") &&
+                         BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &errors);
+  bool any = false;
+  while (only_duplicates && bson_iter_next(&errors)) {
+    bson_iter_t code;
+    any = true;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&errors) || !bson_iter_recurse(&errors, &code) ||
+        !bson_iter_find(&code, "code") || bson_iter_as_int64(&code) != 11000) {
+      only_duplicates = false;
+    }
+  }
+  bson_iter_t wc;
+  if (bson_iter_init_find(&wc, reply.get(), "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&wc)) {
+    uint32_t len = 0;
+    const uint8_t* data = nullptr;
+    bson_iter_array(&wc, &len, &data);
+    if (len > 5) only_duplicates = false;  // a non-empty array
+  }
+  if (only_duplicates && any) return Status::Ok();
+  return MongoStatus(e, where_, what_);
+}
+
+Result<mongoc_uri_t*> ParseMongoUri(const std::string& text, std::string* where) {
+  bson_error_t e;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(text.c_str(), &e);
   if (uri == nullptr) {
-    return Status::InvalidArgument("--store: '" + uri_text + "' is not a MongoDB URI (" +
-                                   e.message + "); expected mongodb://HOST:PORT/DB[?options]");
+    return Status::InvalidArgument("'" + text + "' is not a MongoDB URI (" + e.message +
+                                   "); expected mongodb://HOST:PORT/DB[?options]");
   }
+  // Messages name the servers and database, never the password.
   const char* db = mongoc_uri_get_database(uri);
-  // Messages name the server and database, never the password.
-  std::string where = "mongodb://";
-  const mongoc_host_list_t* hosts = mongoc_uri_get_hosts(uri);
-  for (const mongoc_host_list_t* h = hosts; h != nullptr; h = h->next) {
-    where += std::string(h->host_and_port) + (h->next != nullptr ? "," : "");
+  *where = "mongodb://";
+  for (const mongoc_host_list_t* h = mongoc_uri_get_hosts(uri); h != nullptr; h = h->next) {
+    *where += std::string(h->host_and_port) + (h->next != nullptr ? "," : "");
   }
-  where += "/" + std::string(db != nullptr ? db : "");
-  if (db == nullptr || *db == '\0') {
-    mongoc_uri_destroy(uri);
-    return Status::InvalidArgument("--store: '" + where +
-                                   "' names no database; expected mongodb://HOST:PORT/DB");
-  }
+  *where += "/" + std::string(db != nullptr ? db : "");
   // Fail fast when no server answers (the driver's default is 30 s), unless the URI says.
   if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
     mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
   }
   if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME)) {
     mongoc_uri_set_option_as_utf8(uri, MONGOC_URI_APPNAME, "duet");
+  }
+  return uri;
+}
+
+Result<std::unique_ptr<Store>> OpenMongoStore(const std::string& uri_text) {
+  InitMongoDriver();
+  std::string where;
+  auto parsed = ParseMongoUri(uri_text, &where);
+  if (!parsed.ok()) return parsed.status();
+  mongoc_uri_t* uri = *parsed;
+  const char* db = mongoc_uri_get_database(uri);
+  if (db == nullptr || *db == '\0') {
+    mongoc_uri_destroy(uri);
+    return Status::InvalidArgument("--store: '" + where +
+                                   "' names no database; expected mongodb://HOST:PORT/DB");
   }
   mongoc_client_pool_t* pool = mongoc_client_pool_new(uri);
   if (pool == nullptr) {

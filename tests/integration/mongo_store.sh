@@ -6,7 +6,10 @@
 #    over the first half of the files, in the same database) equal `duet batch` over all of it;
 # 2. store outage: the server is stopped for 20 s while data arrives and the stream runs; the
 #    stream backs off, loses nothing, resumes by itself, and ends equal to `duet batch`;
-# 3. the batch layer into MongoDB equals the batch layer into SQLite, bad rows included.
+# 3. the batch layer into MongoDB equals the batch layer into SQLite, bad rows included;
+# 4. raw beacons in MongoDB: `duet archive --out mongodb://…/DB.COLLECTION` from a real Kafka
+#    broker, killed with SIGKILL 3 times (each after it wrote) and drained, then `duet batch
+#    --input mongodb://…/DB.COLLECTION`: equal to `duet batch` over the generated files.
 set -euo pipefail
 duet=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -15,10 +18,11 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   bash "$ferretdb" stop "$work/ferretdb"
+  bash "$src/scripts/kafka.sh" stop "$work/kafka"
 }
 trap cleanup EXIT
 source "$src/tests/integration/lib.sh"
-require_tools python3
+require_tools python3 kcat java
 server=$(bash "$ferretdb" start "$work/ferretdb")
 echo "MongoDB-wire server (FerretDB) at $server"
 seed=${DUET_TEST_SEED:-$RANDOM}
@@ -46,7 +50,7 @@ mkdir -p "$work/early"
   while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
 store="$server/duet_speed"
 "$duet" batch --input "$work/early" --store "$store" 2>/dev/null >/dev/null
-args=(stream --source "$work/master" --store "$store" --max-batch 1500 --interval 50ms)
+args=(stream --source "$work/master" --store "$store" --max-batch 300 --interval 50ms)
 sigkill_after_progress "$work/stream.log" '"event":"stream.batch"' 4 "$duet" "${args[@]}"
 sigterm_exits_cleanly "$work/stream.log" "$duet" "${args[@]}"
 drain_without_errors "$work/stream.log" "$duet" "${args[@]}"
@@ -91,4 +95,17 @@ retries=$(grep -c '"event":"stream.retry"' "$work/outage.log" || true)
 echo "store outage: $retries retries, then resumed"
 "$duet" stream --source "$work/log" --store "$store" --drain 2>>"$work/outage.log" >/dev/null
 speed_equals_batch "$store" "$work/batch.json" "$work/outage.json"
+# 4. Kafka -> archive into a collection (SIGKILLs) -> batch from the collection.
+bootstrap=$(bash "$src/scripts/kafka.sh" start "$work/kafka")
+python3 "$src/tests/integration/kafka_produce.py" "$work/master" 2>/dev/null |
+  kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all
+raw="$server/duet_raw.beacons"
+archive=("$duet" archive --source "kafka://$bootstrap/beacons" --out "$raw" --max-batch 500)
+# Small polls so that a kill lands between writes: each run is killed after a write it logged.
+sigkill_after_progress "$work/archive.log" '"event":"archive.files"' 3 "${archive[@]}"
+drain_without_errors "$work/archive.log" "${archive[@]}"
+"$duet" batch --input "$raw" --store "sqlite:$work/from_raw.sqlite" 2>/dev/null >/dev/null
+"$duet" report --store "sqlite:$work/from_raw.sqlite" --json --full >"$work/from_raw.json"
+echo "batch over the raw collection vs batch over the files:"
+python3 "$src/tests/reference/compare.py" "$work/batch.json" "$work/from_raw.json"
 echo "mongo store test passed"
