@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 DUET        = $(BUILD)/src/cli/duet
 
-.PHONY: all deps kafka-deps build build-asan demo test test-fast test-asan bench lint format clean
+.PHONY: all deps kafka-deps ferretdb-deps build build-asan demo test test-fast test-asan bench lint format clean
 
 all: build
 
@@ -26,11 +26,16 @@ demo: build
 # Every test: lint (clang-format, clang-tidy), the reference implementation's own tests, unit,
 # golden, integration (real processes) and the Python reference check, then the unit and golden
 # tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
-# The Kafka broker the integration tests start (jars from Maven Central, cached).
+# The servers the integration tests start: a Kafka broker (jars from Maven Central) and FerretDB
+# (built from the Go module proxy); both cached, both fetched before any test runs so that a
+# registry failure shows as such, not as a test failure.
 kafka-deps:
 	@bash scripts/kafka.sh fetch
 
-test: build build-asan kafka-deps
+ferretdb-deps:
+	@bash scripts/ferretdb.sh fetch
+
+test: build build-asan kafka-deps ferretdb-deps
 	@bash scripts/lint.sh $(BUILD)
 	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
 	@cd $(BUILD) && ctest --output-on-failure -j 2

@@ -22,7 +22,10 @@ class Collection final : public RawCollection {
  public:
   Collection(mongoc_uri_t* uri, mongoc_client_pool_t* pool, std::string db, std::string coll,
              std::string where)
-      : uri_(uri), pool_(pool), db_(std::move(db)), coll_(std::move(coll)),
+      : uri_(uri),
+        pool_(pool),
+        db_(std::move(db)),
+        coll_(std::move(coll)),
         where_(std::move(where)) {}
   ~Collection() override {
     mongoc_client_pool_destroy(pool_);
@@ -56,8 +59,8 @@ class Collection final : public RawCollection {
       filter.Str("t", topic).I64("p", p);
       sort.I64("o", -1);
       opts.Doc("sort", sort).I64("limit", 1);
-      mongoc_cursor_t* cur = mongoc_collection_find_with_opts(h.coll, filter.get(), opts.get(),
-                                                              nullptr);
+      mongoc_cursor_t* cur =
+          mongoc_collection_find_with_opts(h.coll, filter.get(), opts.get(), nullptr);
       const bson_t* d = nullptr;
       if (mongoc_cursor_next(cur, &d)) out.emplace_back(static_cast<int>(p), View(d).I64("o") + 1);
       bson_error_t e;
@@ -220,7 +223,7 @@ class Collection final : public RawCollection {
   const std::string where_;
 };
 
-// `duet archive` into a collection: read, upsert, done — the documents are the progress.
+// `duet archive` into a collection: read, insert once, done — the documents are the progress.
 class CollectionArchiver final : public archive::ArchiveSink {
  public:
   CollectionArchiver(log::Log* log, std::string topic, RawCollection* collection, size_t max)
@@ -273,8 +276,8 @@ Result<std::unique_ptr<RawCollection>> OpenRawCollection(const std::string& text
                                    expected);
   }
   const std::string db = path.substr(0, dot), coll = path.substr(dot + 1);
-  const std::string driver_uri = text.substr(0, slash + 1) + db +
-                                 (query == std::string::npos ? "" : text.substr(query));
+  const std::string driver_uri =
+      text.substr(0, slash + 1) + db + (query == std::string::npos ? "" : text.substr(query));
   std::string where;
   auto uri = store::ParseMongoUri(driver_uri, &where);
   if (!uri.ok()) return uri.status();
@@ -292,8 +295,7 @@ Result<std::unique_ptr<RawCollection>> OpenRawCollection(const std::string& text
 std::unique_ptr<archive::ArchiveSink> NewCollectionArchiver(log::Log* log, std::string topic,
                                                             RawCollection* collection,
                                                             size_t max_batch_lines) {
-  return std::make_unique<CollectionArchiver>(log, std::move(topic), collection,
-                                              max_batch_lines);
+  return std::make_unique<CollectionArchiver>(log, std::move(topic), collection, max_batch_lines);
 }
 
 }  // namespace duet::mongoraw

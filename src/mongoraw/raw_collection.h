@@ -6,9 +6,10 @@
 //   {_id: "TOPIC/PARTITION/OFFSET" (offset zero-padded to 20 digits), t: TOPIC, p: PARTITION,
 //    o: OFFSET, ts: arrival (ms since the epoch), raw}
 // `raw` is the payload as bytes (BSON binary: a payload need not be valid UTF-8 or JSON, and a
-// bad row keeps it exactly). Writing is an upsert by _id, so writing a message again (after a
-// crash) leaves one identical document: exactly once without transactions. An index on
-// (t, p, o) serves both the archiver's restart point and the batch layer's read order.
+// bad row keeps it exactly). Writing inserts once by _id (a duplicate _id counts as written), so
+// writing a message again (after a crash) leaves one identical document: exactly once without
+// transactions. An index on (t, p, o) serves both the archiver's restart point and the batch
+// layer's read order.
 //
 // The batch layer reads one input per (topic, partition), in offset order, inputs ordered by
 // topic then partition number; a bad row's source is "TOPIC/PARTITION" and its offset the Kafka

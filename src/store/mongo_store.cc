@@ -69,8 +69,10 @@ bool TransientServerCode(uint32_t code) {
   switch (code) {
     case 6:
     case 7:
+    case 64:
     case 89:
     case 91:
+    case 134:
     case 189:
     case 262:
     case 9001:
@@ -87,13 +89,14 @@ bool TransientServerCode(uint32_t code) {
 
 bool DuplicateKey(const bson_error_t& e) { return e.code == 11000; }
 
-// A document's _id from its key fields, as one string (parts joined by U+001F, which no name
-// Duet writes contains). A string, not an embedded document: servers look up string _ids
-// directly (FerretDB's SQLite backend scans the collection for any other kind of _id).
+// A document's _id from its key fields, as one string: each part as its length, ':' and its
+// bytes, so that no two different keys meet (names come from beacons and may hold any
+// character). A string, not an embedded document: servers look up string _ids directly
+// (FerretDB's SQLite backend scans the collection for any other kind of _id).
 std::string Key(std::initializer_list<std::string_view> parts) {
   std::string out;
   for (const std::string_view p : parts) {
-    if (!out.empty()) out.push_back('\x1f');
+    out.append(std::to_string(p.size())).push_back(':');
     out.append(p);
   }
   return out;
@@ -159,6 +162,18 @@ class MongoStore final : public Store {
 
   Status CommitSpeed(std::span<const core::BadRow> bad_rows, const SpeedCheckpoint& cp) override {
     return Retry([&]() -> Status {
+      // A failed attempt's documents may still land later (a reply lost, not the request): the
+      // next attempt writes under a new token, so they can never be taken for its own.
+      const std::string token = TokenFor(cp.scope);
+      Status s = CommitSpeedOnce(bad_rows, cp, token);
+      if (!s.ok()) NewTokenFor(cp.scope);
+      return s;
+    });
+  }
+
+  Status CommitSpeedOnce(std::span<const core::BadRow> bad_rows, const SpeedCheckpoint& cp,
+                         const std::string& token) {
+    {
       Client c(pool_);
       Colls k(this, c);
       // Early fencing check (the pointer flip below is the real one).
@@ -166,29 +181,26 @@ class MongoStore final : public Store {
       bool exists = false;
       DUET_RETURN_IF_ERROR(ReadScope(k.scopes, cp.scope, &pointer, &exists));
       const int64_t current = exists ? View(pointer.get()).I64("epoch") : 0;
+      if (cp.epoch == current && IsMine(pointer, cp)) {
+        // A previous attempt of this very commit flipped the pointer; its reply was lost.
+        CollectSpeedGarbage(k, cp, View(pointer.get()).Str("token"));
+        return Status::Ok();
+      }
       if (cp.epoch != current + 1) return EpochAborted(cp, current);
+      // Bad rows are keyed by (source, offset) and the same on every replay: written first,
+      // they may be visible a moment before the micro-batch that found them commits.
       DUET_RETURN_IF_ERROR(PutBadRowsIn(k.bad_rows, "speed", 0, bad_rows));
       const std::string owner = SpeedOwner(cp.scope);
-      // This writer's own leftovers of an attempt that never flipped the pointer (a failed
-      // commit of this process): removed, so that only what this attempt writes carries its
-      // token and the new epoch. Other writers' documents are never touched here: they are
-      // ignored by readers unless their writer flips the pointer.
-      if (!CleanSince(cp.scope, current)) {
-        Bson sel, ge;
-        ge.I64("$gte", cp.epoch);
-        sel.Str("s", cp.scope).Doc("e", ge).Str("t", token_);
-        DUET_RETURN_IF_ERROR(DeleteMany(k.records, sel, "drop unfinished speed records"));
-        Bson bsel;
-        bsel.Str("o", owner).Doc("e", ge).Str("t", token_);
-        DUET_RETURN_IF_ERROR(DeleteMany(k.blobs, bsel, "drop unfinished speed state"));
-      }
-      SetClean(cp.scope, -1);  // until this attempt has flipped
+      // Documents of attempts that never flipped (this writer's earlier tokens, other writers)
+      // are never touched here: readers ignore them, as the pointer's history does not name
+      // their token for their epoch.
       int64_t chunks_state = 0, chunks_views = 0, chunks_delta = 0;
-      DUET_RETURN_IF_ERROR(PutBlob(k.blobs, owner, cp.epoch, "state", cp.state, &chunks_state));
       DUET_RETURN_IF_ERROR(
-          PutBlob(k.blobs, owner, cp.epoch, "views", cp.views_state, &chunks_views));
+          PutBlob(k.blobs, owner, cp.epoch, token, "state", cp.state, &chunks_state));
       DUET_RETURN_IF_ERROR(
-          PutBlob(k.blobs, owner, cp.epoch, "delta", cp.delta_state, &chunks_delta));
+          PutBlob(k.blobs, owner, cp.epoch, token, "views", cp.views_state, &chunks_views));
+      DUET_RETURN_IF_ERROR(
+          PutBlob(k.blobs, owner, cp.epoch, token, "delta", cp.delta_state, &chunks_delta));
       // Records: a new version per key (a tombstone for a deletion); a key both put and
       // deleted ends up deleted.
       if (!cp.put_records.empty() || !cp.delete_keys.empty()) {
@@ -199,12 +211,12 @@ class MongoStore final : public Store {
         for (const auto& [key, value] : cp.put_records) {
           if (deleted.count(key) > 0) continue;
           Bson doc;
-          RecordDoc(cp, key, &value, &doc);
+          RecordDoc(cp, token, key, &value, &doc);
           DUET_RETURN_IF_ERROR(bulk.Add(doc));
         }
         for (const std::string& key : cp.delete_keys) {
           Bson doc;
-          RecordDoc(cp, key, nullptr, &doc);
+          RecordDoc(cp, token, key, nullptr, &doc);
           DUET_RETURN_IF_ERROR(bulk.Add(doc));
         }
         DUET_RETURN_IF_ERROR(bulk.Finish());
@@ -213,8 +225,8 @@ class MongoStore final : public Store {
       // this epoch's documents, and keeps the history of writers by epoch: a record is valid
       // only if written by the writer the history names for its epoch.
       std::vector<std::pair<int64_t, std::string>> history = History(pointer, exists);
-      if (history.empty() || history.back().second != token_) {
-        history.emplace_back(cp.epoch, token_);
+      if (history.empty() || history.back().second != token) {
+        history.emplace_back(cp.epoch, token);
       }
       Bson doc, chunks, hist;
       chunks.I64("state", chunks_state).I64("views", chunks_views).I64("delta", chunks_delta);
@@ -225,7 +237,7 @@ class MongoStore final : public Store {
       }
       doc.Str("_id", cp.scope)
           .I64("epoch", cp.epoch)
-          .Str("token", token_)
+          .Str("token", token)
           .Str("positions", cp.positions)
           .I64("delta_boundary", cp.delta_boundary_ms)
           .Doc("chunks", chunks);
@@ -256,16 +268,15 @@ class MongoStore final : public Store {
         bool there = false;
         DUET_RETURN_IF_ERROR(ReadScope(k.scopes, cp.scope, &now, &there));
         const View v(now.get());
-        if (!there || v.I64("epoch") != cp.epoch || v.Str("token") != token_ ||
+        if (!there || v.I64("epoch") != cp.epoch || v.Str("token") != token ||
             v.Str("positions") != cp.positions) {
           return EpochAborted(cp, there ? v.I64("epoch") : 0);
         }
       }
-      SetClean(cp.scope, cp.epoch);
       // Garbage, best effort (leftovers are harmless: readers follow the pointer).
-      CollectSpeedGarbage(k, cp);
+      CollectSpeedGarbage(k, cp, token);
       return Status::Ok();
-    });
+    }
   }
 
   Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) override {
@@ -362,11 +373,11 @@ class MongoStore final : public Store {
       const int64_t gen = View(reply.get()).I64("value.begun");
       if (gen <= 0) return Status::Corruption(where_ + ": the batch run counter is damaged");
       const int64_t committed = View(reply.get()).I64("value.generation", 0);
-      // Leftovers of runs that never committed (not the committed one, not this one).
+      // Leftovers of runs that began after the committed one and never committed (older
+      // generations are collected by CommitBatch, which keeps the previous one a moment for
+      // readers that followed the old pointer).
       Bson leftovers, nin;
-      Bson list;
-      list.I64("0", committed).I64("1", gen);
-      bson_append_array(nin.get(), "$nin", -1, list.get());
+      nin.I64("$gt", committed).I64("$lt", gen);
       leftovers.Doc("g", nin);
       DUET_RETURN_IF_ERROR(DeleteMany(k.views, leftovers, "drop unfinished batch views"));
       Bson bad;
@@ -394,7 +405,7 @@ class MongoStore final : public Store {
       DUET_RETURN_IF_ERROR(WriteViews(k.views, generation, views));
       int64_t chunks = 0;
       DUET_RETURN_IF_ERROR(
-          PutBlob(k.blobs, "batch", generation, "prefix", run.prefix_state, &chunks));
+          PutBlob(k.blobs, "batch", generation, token_, "prefix", run.prefix_state, &chunks));
       Bson batch;
       bool exists = false;
       DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &batch, &exists));
@@ -418,6 +429,14 @@ class MongoStore final : public Store {
         return Error(e, "record the batch run");
       }
       if (View(reply.get()).I64("matchedCount") != 1) {
+        // A retry of this very flip whose reply was lost finds the pointer already there.
+        Bson now;
+        bool there = false;
+        DUET_RETURN_IF_ERROR(ReadBatchPointer(k.meta, &now, &there));
+        if (there && View(now.get()).I64("generation", -1) == generation &&
+            View(now.get()).Str("token") == token_) {
+          return Status::Ok();
+        }
         return Status::Aborted("batch run " + std::to_string(generation) +
                                " is no longer running (another batch run started since?)");
       }
@@ -660,15 +679,16 @@ class MongoStore final : public Store {
   // A value split into documents {_id: {o, e, t, k, i}, o, e, t, k, i, data}, written by this
   // writer (t = its token); *chunks = how many.
   Status PutBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
-                 const char* kind, const std::string& value, int64_t* chunks) const {
+                 const std::string& token, const char* kind, const std::string& value,
+                 int64_t* chunks) const {
     InsertOnce bulk(blobs, where_, std::string("write ") + kind + " state");
     int64_t i = 0;
     for (size_t off = 0; off < value.size() || i == 0; off += kChunkBytes, ++i) {
       Bson doc;
-      doc.Str("_id", Key({owner, std::to_string(epoch), token_, kind, std::to_string(i)}))
+      doc.Str("_id", Key({owner, std::to_string(epoch), token, kind, std::to_string(i)}))
           .Str("o", owner)
           .I64("e", epoch)
-          .Str("t", token_)
+          .Str("t", token)
           .Str("k", kind)
           .I64("i", i);
       doc.Bin("data", off < value.size() ? std::string_view(value).substr(off, kChunkBytes)
@@ -703,16 +723,32 @@ class MongoStore final : public Store {
     return Status::Ok();
   }
 
-  // Whether this process committed `scope` at `epoch` itself and has not failed an attempt
-  // since: then it left no unfinished documents to remove.
-  bool CleanSince(const std::string& scope, int64_t epoch) const {
-    std::lock_guard<std::mutex> l(clean_mu_);
-    auto it = clean_.find(scope);
-    return it != clean_.end() && it->second == epoch && epoch > 0;
+  // This store's writer token for `scope`: kept while its commits succeed, replaced after a
+  // failed attempt (NewTokenFor). Every token it ever used for the scope is remembered, to
+  // recognize its own flip whose reply was lost.
+  std::string TokenFor(const std::string& scope) const {
+    std::lock_guard<std::mutex> l(tokens_mu_);
+    auto& t = tokens_[scope];
+    if (t.current.empty()) {
+      t.current = NewToken();
+      t.used.insert(t.current);
+    }
+    return t.current;
   }
-  void SetClean(const std::string& scope, int64_t epoch) const {
-    std::lock_guard<std::mutex> l(clean_mu_);
-    clean_[scope] = epoch;
+  void NewTokenFor(const std::string& scope) const {
+    std::lock_guard<std::mutex> l(tokens_mu_);
+    auto& t = tokens_[scope];
+    t.current = NewToken();
+    t.used.insert(t.current);
+  }
+  // The stored pointer is `cp` as written by this store (same epoch, one of its tokens, same
+  // positions).
+  bool IsMine(const Bson& pointer, const SpeedCheckpoint& cp) const {
+    const View v(pointer.get());
+    std::lock_guard<std::mutex> l(tokens_mu_);
+    auto it = tokens_.find(cp.scope);
+    return it != tokens_.end() && it->second.used.count(v.Str("token")) > 0 &&
+           v.I64("epoch") == cp.epoch && v.Str("positions") == cp.positions;
   }
 
   // The pointer's writer history: (first epoch, token) per run of epochs one writer committed.
@@ -793,14 +829,14 @@ class MongoStore final : public Store {
 
   // A version of a speed record, written by this writer:
   // {_id: {s, k, e, t}, s, k (hex), e, t, v} or, for a deletion, {..., del: true}.
-  void RecordDoc(const SpeedCheckpoint& cp, const std::string& key, const std::string* value,
-                 Bson* doc) const {
+  static void RecordDoc(const SpeedCheckpoint& cp, const std::string& token, const std::string& key,
+                        const std::string* value, Bson* doc) {
     const std::string hex = Hex(key);
-    doc->Str("_id", Key({cp.scope, hex, std::to_string(cp.epoch), token_}))
+    doc->Str("_id", Key({cp.scope, hex, std::to_string(cp.epoch), token}))
         .Str("s", cp.scope)
         .Str("k", hex)
         .I64("e", cp.epoch)
-        .Str("t", token_);
+        .Str("t", token);
     if (value != nullptr) {
       doc->Bin("v", *value);
     } else {
@@ -843,10 +879,13 @@ class MongoStore final : public Store {
       newest[std::move(k)] = Version{e, v.Bool("del"), v.Bin("v")};
     }));
     out->clear();
-    for (auto& [hex, version] : newest) {
+    for (auto& entry : newest) {
+      const std::string& hex = entry.first;
+      Version& version = entry.second;
       if (version.deleted) continue;
+      const int64_t epoch_of_version = version.epoch;
       const bool dropped = std::any_of(replaced.begin(), replaced.end(), [&](const auto& r) {
-        return hex.rfind(r.first, 0) == 0 && version.epoch < r.second;
+        return hex.rfind(r.first, 0) == 0 && epoch_of_version < r.second;
       });
       if (dropped) continue;
       std::string key;
@@ -860,7 +899,8 @@ class MongoStore final : public Store {
   }
 
   // Best effort; every step leaves what readers see unchanged.
-  void CollectSpeedGarbage(const Colls& k, const SpeedCheckpoint& cp) const {
+  void CollectSpeedGarbage(const Colls& k, const SpeedCheckpoint& cp,
+                           const std::string& token) const {
     Bson lt;
     lt.I64("$lt", cp.epoch);
     // Older versions of the keys this commit wrote, whoever wrote them: this commit's version
@@ -885,7 +925,7 @@ class MongoStore final : public Store {
         }
         bson_append_array(in.get(), "$in", -1, list.get());
         filter.Str("s", cp.scope).Doc("k", in).Doc("e", epoch_cond);
-        if (tombstones) filter.Bool("del", true).Str("t", token_);
+        if (tombstones) filter.Bool("del", true).Str("t", token);
         ok = DeleteMany(k.records, filter, "drop superseded speed records").ok() && ok;
       }
       return ok;
@@ -1092,10 +1132,14 @@ class MongoStore final : public Store {
   mongoc_client_pool_t* const pool_;
   const std::string db_;
   const std::string where_;  // the URI without credentials, for messages
-  // This writer's identity in the documents it writes (random per opened store).
+  // The identity of this store's batch-layer writes (random per opened store).
   const std::string token_ = NewToken();
-  mutable std::mutex clean_mu_;
-  mutable std::map<std::string, int64_t> clean_;  // scope -> epoch this process last flipped
+  struct Tokens {
+    std::string current;
+    std::set<std::string> used;
+  };
+  mutable std::mutex tokens_mu_;
+  mutable std::map<std::string, Tokens> tokens_;  // per speed scope
 };
 
 }  // namespace
@@ -1157,21 +1201,27 @@ Status InsertOnce::Finish() {
   const bool ok = mongoc_bulk_operation_execute(bulk_, reply.get(), &e) != 0;
   mongoc_bulk_operation_destroy(bulk_);
   bulk_ = nullptr;
+  const size_t sent = queued_;
   queued_ = 0;
   if (ok) return Status::Ok();
-  // Only duplicate _ids (written before): success. Anything else: the driver's error.
+  // Success only if every queued document is either inserted now or a duplicate _id (written
+  // before). The driver reports the first error of a multi-message bulk, which may be a
+  // duplicate while a later message failed: counted, not trusted.
   bson_iter_t it, errors;
   bool only_duplicates = bson_iter_init_find(&it, reply.get(), "writeErrors") &&
                          BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &errors);
-  bool any = false;
+  int64_t duplicates = 0;
   while (only_duplicates && bson_iter_next(&errors)) {
     bson_iter_t code;
-    any = true;
     if (!BSON_ITER_HOLDS_DOCUMENT(&errors) || !bson_iter_recurse(&errors, &code) ||
         !bson_iter_find(&code, "code") || bson_iter_as_int64(&code) != 11000) {
       only_duplicates = false;
+    } else {
+      ++duplicates;
     }
   }
+  const int64_t inserted = View(reply.get()).I64("nInserted", -1);
+  const bool any = duplicates > 0 && inserted + duplicates == static_cast<int64_t>(sent);
   bson_iter_t wc;
   if (bson_iter_init_find(&wc, reply.get(), "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&wc)) {
     uint32_t len = 0;

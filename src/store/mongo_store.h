@@ -3,9 +3,9 @@
 //
 // No multi-document transaction is used (FerretDB and a standalone MongoDB have none): every
 // commit writes immutable, versioned documents first and then flips one small pointer document,
-// and a reader follows the pointer. Replaying a commit after a crash rewrites identical
-// documents (upserts of absolute values on deterministic _ids). The reasoning, the collections
-// and their indexes: docs/mongodb.md.
+// and a reader follows the pointer. Replaying a commit after a crash rewrites nothing: documents
+// are inserted once under deterministic _ids (a duplicate counts as written). The reasoning, the
+// collections and their indexes: docs/mongodb.md.
 #pragma once
 
 #include <memory>

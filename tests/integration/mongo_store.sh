@@ -100,7 +100,7 @@ bootstrap=$(bash "$src/scripts/kafka.sh" start "$work/kafka")
 python3 "$src/tests/integration/kafka_produce.py" "$work/master" 2>/dev/null |
   kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all
 raw="$server/duet_raw.beacons"
-archive=("$duet" archive --source "kafka://$bootstrap/beacons" --out "$raw" --max-batch 500)
+archive=("$duet" archive --source "kafka://$bootstrap/beacons" --out "$raw" --max-batch 100)
 # Small polls so that a kill lands between writes: each run is killed after a write it logged.
 sigkill_after_progress "$work/archive.log" '"event":"archive.files"' 3 "${archive[@]}"
 drain_without_errors "$work/archive.log" "${archive[@]}"
