@@ -22,6 +22,9 @@ home=${DUET_FERRETDB_HOME:-$HOME/.cache/duet/ferretdb}
 version=v1.24.2
 bin="$home/bin/ferretdb-$version"
 
+# shellcheck source=scripts/server-lib.sh
+source "$here/server-lib.sh"
+
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
 retry() {
@@ -53,9 +56,6 @@ fetch() {
   echo "ferretdb.sh: built $bin" >&2
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 launch() {
   local dir=$1 port
@@ -104,19 +104,7 @@ restart() {
 }
 
 stop() {
-  local dir=${1:?usage: ferretdb.sh stop DIR}
-  [ -f "$dir/pid" ] || return 0
-  local pid
-  pid=$(cat "$dir/pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/pid"
+  stop_server "${1:?usage: ferretdb.sh stop DIR}" 10
 }
 
 case "${1:-}" in

@@ -18,6 +18,9 @@ libs=${DUET_KAFKA_LIBS:-$HOME/.cache/duet/kafka-libs}
 partitions=${DUET_KAFKA_PARTITIONS:-4}
 heap=${DUET_KAFKA_HEAP:-512m}
 
+# shellcheck source=scripts/server-lib.sh
+source "$here/server-lib.sh"
+
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
 fetch() {
@@ -36,9 +39,6 @@ fetch() {
   touch "$libs/.complete"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 wait_ready() {
   local dir=$1 bootstrap=$2
@@ -130,19 +130,7 @@ restart() {
 }
 
 stop() {
-  local dir=${1:?usage: kafka.sh stop DIR}
-  [ -f "$dir/pid" ] || return 0
-  local pid
-  pid=$(cat "$dir/pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/pid"
+  stop_server "${1:?usage: kafka.sh stop DIR}" 20
 }
 
 case "${1:-}" in

@@ -28,38 +28,18 @@ class GroupConsumer final : public KafkaGroupConsumer {
 
   Status Open() {
     const int session = options_.session_timeout_ms;
-    auto made = NewKafkaConf({
-        {"bootstrap.servers", source_.brokers},
-        {"group.id", options_.group},
-        {"client.id", options_.client_id},
-        {"partition.assignment.strategy", "cooperative-sticky"},
-        {"session.timeout.ms", std::to_string(session)},
-        {"heartbeat.interval.ms", std::to_string(std::max(100, session / 4))},
-        // Offsets live in the caller's store, never in Kafka.
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        // A start offset the topic no longer has is an error, never a silent jump: see Take.
-        {"auto.offset.reset", "error"},
-        {"max.partition.fetch.bytes", "4194304"},
-        // Fetch ahead while the caller processes a micro-batch (as KafkaLog does).
-        {"queued.max.messages.kbytes", "131072"},
-        {"queued.min.messages", "1000000"},
-        {"log_level", "3"},
-    });
+    KafkaSettings settings = ConsumerSettings(source_.brokers, options_.group, options_.client_id);
+    settings.emplace_back("partition.assignment.strategy", "cooperative-sticky");
+    settings.emplace_back("session.timeout.ms", std::to_string(session));
+    settings.emplace_back("heartbeat.interval.ms", std::to_string(std::max(100, session / 4)));
+    auto made = NewKafkaConf(settings);
     if (!made.ok()) return made.status();
     rd_kafka_conf_t* conf = *made;
     rd_kafka_conf_set_opaque(conf, this);
     rd_kafka_conf_set_rebalance_cb(
         conf, [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
                  void* self) { static_cast<GroupConsumer*>(self)->Rebalance(err, parts); });
-    char err[512];
-    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));  // takes conf on success
-    if (rk_ == nullptr) {
-      rd_kafka_conf_destroy(conf);
-      return Status::InvalidArgument(std::string("kafka consumer: ") + err);
-    }
-    rd_kafka_poll_set_consumer(rk_);
-    queue_ = rd_kafka_queue_get_consumer(rk_);
+    DUET_RETURN_IF_ERROR(NewConsumer(conf, &rk_, &queue_));
     batch_.resize(4096);
     names_.clear();
     auto n = TopicPartitionCount(rk_, source_.brokers, source_.topic, options_.metadata_timeout_ms);

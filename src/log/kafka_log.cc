@@ -44,36 +44,13 @@ class KafkaLog final : public Log {
   }
 
   Status Open() {
-    char err[512];
-    auto made = NewKafkaConf({
-        {"bootstrap.servers", source_.brokers},
-        {"group.id", options_.group},
-        {"client.id", "duet-stream"},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        // A stored offset the topic no longer has (retention deleted it, or the topic was
-        // recreated) is an error, never a silent jump: see Take.
-        {"auto.offset.reset", "error"},
-        {"enable.partition.eof", "true"},
-        {"max.partition.fetch.bytes", "4194304"},
-        // Keep fetching while the speed layer processes a micro-batch, so that catching up
-        // overlaps with processing instead of waiting on the broker: per partition, up to 1 M
-        // messages or 128 MB ahead (librdkafka's defaults, 100 k and 64 MB, measured 3.3 s
-        // instead of 2.4-2.7 s for 2 M beacons; docs/benchmarks.md).
-        {"queued.max.messages.kbytes", "131072"},
-        {"queued.min.messages", "1000000"},
-        {"log_level", "3"},
-    });
+    KafkaSettings settings = ConsumerSettings(source_.brokers, options_.group, "duet-stream");
+    // A stored position the topic no longer has is reported by Take as Corruption.
+    settings.emplace_back("enable.partition.eof", "true");
+    auto made = NewKafkaConf(settings);
     if (!made.ok()) return made.status();
     rd_kafka_conf_t* conf = *made;
-    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));  // takes conf on success
-    if (rk_ == nullptr) {
-      rd_kafka_conf_destroy(conf);
-      return Status::InvalidArgument(std::string("kafka consumer: ") + err);
-    }
-    // Error events (broker down, offset out of range) go to the consumer queue that Poll reads.
-    rd_kafka_poll_set_consumer(rk_);
-    queue_ = rd_kafka_queue_get_consumer(rk_);
+    DUET_RETURN_IF_ERROR(NewConsumer(conf, &rk_, &queue_));
     batch_.resize(4096);
     DUET_RETURN_IF_ERROR(LoadPartitions());
     next_.assign(partitions_, 0);

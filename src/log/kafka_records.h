@@ -46,6 +46,21 @@ inline Result<int> TopicPartitionCount(rd_kafka_t* rk, const std::string& broker
   return count;
 }
 
+// A consumer made from `conf` (taken, also on failure) whose messages and error events are read
+// from one queue, *queue. InvalidArgument with librdkafka's reason.
+inline Status NewConsumer(rd_kafka_conf_t* conf, rd_kafka_t** rk, rd_kafka_queue_t** queue) {
+  char err[512];
+  *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));  // takes conf on success
+  if (*rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("kafka consumer: ") + err);
+  }
+  // Error events (broker down, offset out of range) go to the consumer queue too.
+  rd_kafka_poll_set_consumer(*rk);
+  *queue = rd_kafka_queue_get_consumer(*rk);
+  return Status::Ok();
+}
+
 class KafkaRecordArena {
  public:
   // Forgets every record added (their bytes may be overwritten from now on).

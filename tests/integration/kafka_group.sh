@@ -28,13 +28,8 @@ echo "kafka broker at $bootstrap"
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "kafka group test, seed $seed"
 lines=240000
-"$duet" generate --out "$work/master" --beacons "$lines" --seed "$seed" --hours 6 --late-fraction 0 \
-  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 20000 2>/dev/null
-"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
-"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
-mkdir -p "$work/early"
-(cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
-  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+noisy_dataset_with_reference "$lines" 6 20000
+first_half_of_master "$work/early"
 "$duet" batch --input "$work/early" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
 
 python3 "$src/tests/integration/kafka_produce.py" "$work/master" >"$work/keyed.txt" 2>"$work/produce.log"

@@ -22,10 +22,7 @@ echo "kafka broker at $bootstrap"
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "kafka stream test, seed $seed"
 lines=200000
-"$duet" generate --out "$work/master" --beacons "$lines" --seed "$seed" --hours 6 --late-fraction 0 \
-  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 20000 2>/dev/null
-"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
-"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+noisy_dataset_with_reference "$lines" 6 20000
 
 python3 "$src/tests/integration/kafka_produce.py" "$work/master" 2>"$work/produce.log" |
   kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all
@@ -35,9 +32,7 @@ in_topic=$(kcat -C -b "$bootstrap" -t beacons -e -q -o beginning -f 'x\n' | wc -
 [ "$in_topic" -eq "$lines" ] || { echo "FAILED: $in_topic messages in the topic, expected $lines"; exit 1; }
 echo "produced $in_topic messages"
 
-mkdir -p "$work/early"
-(cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
-  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+first_half_of_master "$work/early"
 "$duet" batch --input "$work/early" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
 
 args=(stream --source "kafka://$bootstrap/beacons" --group duet-test --store "sqlite:$work/speed.sqlite"

@@ -8,6 +8,24 @@ require_tools() {
   done
 }
 
+# noisy_dataset_with_reference LINES HOURS LINES_PER_FILE: generates $work/master with seed
+# $seed (bad rows, re-sends, nothing later than the allowed lateness) and the batch layer's
+# report over it, $work/batch.json, the reference every test compares with.
+noisy_dataset_with_reference() {
+  "$duet" generate --out "$work/master" --beacons "$1" --seed "$seed" --hours "$2" --late-fraction 0 \
+    --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file "$3" 2>/dev/null
+  "$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
+  "$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+}
+
+# first_half_of_master DEST: copies the first half of $work/master's files (in read order) to
+# DEST — a batch run over it puts the batch boundary in the middle of the data.
+first_half_of_master() {
+  mkdir -p "$1"
+  (cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
+    while read -r f; do mkdir -p "$1/$(dirname "$f")"; cp "$f" "$1/$f"; done)
+}
+
 # sigkill_runs LOG MIN_KILLS RUNS CMD...: starts CMD (output to LOG) RUNS times and kills each
 # run with SIGKILL at a random point 0.2-0.8 s in; fails unless at least MIN_KILLS landed (a run
 # that had already exited was not killed).

@@ -28,10 +28,7 @@ echo "MongoDB-wire server (FerretDB) at $server"
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "mongo store test, seed $seed"
 # FerretDB's SQLite backend writes a few thousand documents a second: sizes stay modest.
-"$duet" generate --out "$work/master" --beacons 30000 --seed "$seed" --hours 4 --late-fraction 0 \
-  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 3000 2>/dev/null
-"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
-"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+noisy_dataset_with_reference 30000 4 3000
 "$duet" bad-rows --store "sqlite:$work/batch.sqlite" --json --limit 100000 >"$work/bad_sqlite.json"
 
 # 3. The batch layer into MongoDB: the same views and bad rows as into SQLite.
@@ -45,9 +42,7 @@ cmp "$work/bad_sqlite.json" "$work/bad_mongo.json" ||
 echo "batch into MongoDB: report and bad rows identical to SQLite's"
 
 # 1. SIGKILLs.
-mkdir -p "$work/early"
-(cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
-  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+first_half_of_master "$work/early"
 store="$server/duet_speed"
 "$duet" batch --input "$work/early" --store "$store" 2>/dev/null >/dev/null
 args=(stream --source "$work/master" --store "$store" --max-batch 300 --interval 50ms)

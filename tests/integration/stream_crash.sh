@@ -8,16 +8,11 @@ rm -rf "$work" && mkdir -p "$work"
 source "$src/tests/integration/lib.sh"
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "stream crash test, seed $seed"
-"$duet" generate --out "$work/master" --beacons 200000 --seed "$seed" --hours 6 --late-fraction 0 \
-  --bad-fraction 0.02 --duplicate-fraction 0.04 --lines-per-file 20000 2>/dev/null
-"$duet" batch --input "$work/master" --store "sqlite:$work/batch.sqlite" 2>/dev/null
-"$duet" report --store "sqlite:$work/batch.sqlite" --json --full >"$work/batch.json"
+noisy_dataset_with_reference 200000 6 20000
 
 # A batch run over the first half of the files into the speed layer's store: the merged view
 # then mixes both layers across the batch boundary.
-mkdir -p "$work/early"
-(cd "$work/master" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
-  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+first_half_of_master "$work/early"
 "$duet" batch --input "$work/early" --store "sqlite:$work/speed.sqlite" 2>/dev/null >/dev/null
 
 args=(stream --source "$work/master" --store "sqlite:$work/speed.sqlite" --max-batch 3000
