@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 source "$src/tests/integration/lib.sh"
-require_tools python3 kcat java
+require_tools python3 kcat java split
 server=$(bash "$ferretdb" start "$work/ferretdb")
 echo "MongoDB-wire server (FerretDB) at $server"
 seed=${DUET_TEST_SEED:-$RANDOM}
@@ -92,12 +92,17 @@ echo "store outage: $retries retries, then resumed"
 speed_equals_batch "$store" "$work/batch.json" "$work/outage.json"
 # 4. Kafka -> archive into a collection (SIGKILLs) -> batch from the collection.
 bootstrap=$(bash "$src/scripts/kafka.sh" start "$work/kafka")
-python3 "$src/tests/integration/kafka_produce.py" "$work/master" 2>/dev/null |
-  kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all
+python3 "$src/tests/integration/kafka_produce.py" "$work/master" >"$work/keyed.txt" 2>/dev/null
+split -n l/4 -d "$work/keyed.txt" "$work/part"
 raw="$server/duet_raw.beacons"
 archive=("$duet" archive --source "kafka://$bootstrap/beacons" --out "$raw" --max-batch 100)
-# Small polls so that a kill lands between writes: each run is killed after a write it logged.
-sigkill_after_progress "$work/archive.log" '"event":"archive.files"' 3 "${archive[@]}"
+# A part of the topic arrives before each run, which is killed after it logged a write (small
+# polls: the kill lands between writes, or in one).
+for k in 0 1 2; do
+  kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all <"$work/part0$k"
+  sigkill_after_progress "$work/archive.log" '"event":"archive.files"' 1 "${archive[@]}"
+done
+kcat -P -b "$bootstrap" -t beacons -K $'\x1f' -X enable.idempotence=true -X acks=all <"$work/part03"
 drain_without_errors "$work/archive.log" "${archive[@]}"
 "$duet" batch --input "$raw" --store "sqlite:$work/from_raw.sqlite" 2>/dev/null >/dev/null
 "$duet" report --store "sqlite:$work/from_raw.sqlite" --json --full >"$work/from_raw.json"
