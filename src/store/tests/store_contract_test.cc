@@ -365,7 +365,7 @@ TEST(OpenMongoStoreTest, UriWithoutADatabaseIsRefusedWithTheExpectedForm) {
 }
 
 TEST(OpenMongoStoreTest, UnreachableServerIsUnavailableQuickly) {
-  // A port nothing listens on (the fixture's plus one is unlikely to be taken; checked below).
+  // Port 1 on loopback: nothing listens there (a privileged port no test server uses).
   const auto start = std::chrono::steady_clock::now();
   auto s = OpenStore("mongodb://127.0.0.1:1/duet?serverSelectionTimeoutMS=300");
   ASSERT_FALSE(s.ok());
