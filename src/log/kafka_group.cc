@@ -10,6 +10,7 @@
 
 #include "log/kafka_conf.h"
 #include "log/kafka_records.h"
+#include "log/offset_cursor.h"
 #include "util/log.h"
 
 namespace duet::log {
@@ -77,6 +78,7 @@ class GroupConsumer final : public KafkaGroupConsumer {
                                rd_kafka_err2str(rd_kafka_last_error()) + "); restart duet stream");
       }
       if (n == 0) break;
+      ++batch_number_;
       for (ssize_t i = 0; i < n; ++i) {
         if (fatal_.ok()) Take(batch_[i], out);
         rd_kafka_message_destroy(batch_[i]);
@@ -105,11 +107,7 @@ class GroupConsumer final : public KafkaGroupConsumer {
     }
     rd_kafka_topic_partition_list_t* list =
         List(partition, offset == kFromOldest ? RD_KAFKA_OFFSET_BEGINNING : offset);
-    // librdkafka before 2.1.0 reads this timeout as microseconds (librdkafka#4230): scale it, or
-    // a 10 s wait becomes 10 ms and a seek on a busy broker thread times out.
-    const int timeout = rd_kafka_version() < 0x020100ff ? options_.metadata_timeout_ms * 1000
-                                                        : options_.metadata_timeout_ms;
-    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, timeout);
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, SeekTimeoutMs());
     rd_kafka_resp_err_t e = error != nullptr ? rd_kafka_error_code(error) : list->elems[0].err;
     if (error != nullptr) rd_kafka_error_destroy(error);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = rd_kafka_resume_partitions(rk_, list);
@@ -122,14 +120,14 @@ class GroupConsumer final : public KafkaGroupConsumer {
                                  ": " + rd_kafka_err2str(e));
     }
     it->second.held = false;
-    it->second.next = offset == kFromOldest ? it->second.low : offset;
+    it->second.cursor.Start(offset == kFromOldest ? it->second.low : offset, offset == kFromOldest);
     DropFromOut(partition);
     return Status::Ok();
   }
 
   std::vector<Owned> Assignment() const override {
     std::vector<Owned> out;
-    for (const auto& [p, s] : owned_) out.push_back(Owned{p, s.next, s.end, s.held});
+    for (const auto& [p, s] : owned_) out.push_back(Owned{p, s.cursor.next(), s.end, s.held});
     return out;
   }
 
@@ -144,9 +142,9 @@ class GroupConsumer final : public KafkaGroupConsumer {
 
  private:
   struct State {
-    int64_t next = 0;  // offset of the next record to return
-    int64_t low = 0;   // the oldest offset when assigned
-    int64_t end = 0;   // the end offset when assigned
+    OffsetCursor cursor;  // the next record to return
+    int64_t low = 0;      // the oldest offset when assigned
+    int64_t end = 0;      // the end offset when assigned
     bool held = false;
   };
 
@@ -193,7 +191,7 @@ class GroupConsumer final : public KafkaGroupConsumer {
         Result<int64_t> start = listener_->OnAssigned(p);
         if (start.ok()) {
           tp.offset = *start == kFromOldest ? RD_KAFKA_OFFSET_BEGINNING : *start;
-          s.next = *start == kFromOldest ? low : *start;
+          s.cursor.Start(*start == kFromOldest ? low : *start, *start == kFromOldest);
         } else {
           ::duet::Log(
               LogLevel::kWarn, "kafka.partition_held",
@@ -312,10 +310,55 @@ class GroupConsumer final : public KafkaGroupConsumer {
       return;
     }
     auto it = owned_.find(p);
-    // Not ours (any more), held, or a re-delivery of a record already returned.
-    if (it == owned_.end() || it->second.held || m->offset < it->second.next) return;
+    if (it == owned_.end() || it->second.held) return;  // not ours (any more), or held
+    OffsetCursor& cursor = it->second.cursor;
+    switch (cursor.Check(m->offset, batch_number_)) {
+      case OffsetCursor::Verdict::kSkip:  // a re-delivery, or fetched before our seek
+        return;
+      case OffsetCursor::Verdict::kSeek:
+        SeekBack(p, m->offset, &cursor);
+        return;
+      case OffsetCursor::Verdict::kTake:
+        break;
+    }
+    if (cursor.IsGap(m->offset)) {
+      ::duet::Log(
+          LogLevel::kWarn, "kafka.offset_gap",
+          {{"topic", source_.topic},
+           {"partition", p},
+           {"expected", cursor.next()},
+           {"got", m->offset},
+           {"why", "the topic has no record in between (transaction markers, compaction)"}});
+    }
     arena_.Add(m, names_[p], options_.max_line, out);
-    it->second.next = m->offset + 1;
+    cursor.Took(m->offset);
+  }
+
+  // librdkafka fetched `partition` past the record this member must return next (a stale fetch
+  // position after a rebalance, log/offset_cursor.h): seek back to it. When the seek fails, the
+  // next record fetched tries again; nothing is returned past the gap meanwhile.
+  void SeekBack(int partition, int64_t got, OffsetCursor* cursor) {
+    const int64_t target = cursor->seek_target();
+    rd_kafka_topic_partition_list_t* list =
+        List(partition, target == OffsetCursor::kOldest ? RD_KAFKA_OFFSET_BEGINNING : target);
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, SeekTimeoutMs());
+    rd_kafka_resp_err_t e = error != nullptr ? rd_kafka_error_code(error) : list->elems[0].err;
+    if (error != nullptr) rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(list);
+    ::duet::Log(LogLevel::kWarn, "kafka.fetch_position_ahead",
+                {{"topic", source_.topic},
+                 {"partition", partition},
+                 {"expected", cursor->next()},
+                 {"got", got},
+                 {"seek", e == RD_KAFKA_RESP_ERR_NO_ERROR ? "done" : rd_kafka_err2str(e)}});
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) cursor->Sought(batch_number_);
+  }
+
+  // librdkafka before 2.1.0 reads the seek timeout as microseconds (librdkafka#4230): scaled, or
+  // a 10 s wait becomes 10 ms and a seek on a busy broker thread times out.
+  int SeekTimeoutMs() const {
+    return rd_kafka_version() < 0x020100ff ? options_.metadata_timeout_ms * 1000
+                                           : options_.metadata_timeout_ms;
   }
 
   const KafkaSource source_;
@@ -329,6 +372,7 @@ class GroupConsumer final : public KafkaGroupConsumer {
   std::vector<LogRecord>* out_ = nullptr;  // the output of the Poll in progress
   Status fatal_;
   bool closed_ = false;
+  uint64_t batch_number_ = 0;  // reads from librdkafka so far (OffsetCursor's batches)
   KafkaRecordArena arena_;
 };
 

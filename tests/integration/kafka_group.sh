@@ -112,6 +112,11 @@ wait "$d1" || { echo "FAILED: drain member 1 failed"; tail -3 "$work/d1.log"; ex
 wait "$d2" || { echo "FAILED: drain member 2 failed"; tail -3 "$work/d2.log"; exit 1; }
 echo "two members drained the topic"
 if grep -h '"level":"error"' "$work"/*.log; then echo "FAILED: a member logged an error"; exit 1; fi
+# The producer writes no transaction markers: a gap in a partition's offsets is a lost record.
+if grep -h '"event":"kafka.offset_gap"' "$work"/*.log; then echo "FAILED: offsets skipped"; exit 1; fi
+# librdkafka 2.0 sometimes fetches past the expected offset during a rebalance; each time the
+# member seeks back (log/offset_cursor.h). Seen under load, not on every run.
+echo "fetches past the expected offset, sought back: $(cat "$work"/*.log | grep -c '"event":"kafka.fetch_position_ahead"' || true)"
 scopes=$(sqlite3 "$work/speed.sqlite" "SELECT count(*) FROM speed_scopes WHERE epoch > 0")
 [ "$scopes" -eq 4 ] || { echo "FAILED: $scopes partition scopes committed, expected 4"; exit 1; }
 
