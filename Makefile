@@ -8,8 +8,10 @@ DUET        = $(BUILD)/src/cli/duet
 
 all: build
 
+# Debian packages, then the dashboard's npm packages (uPlot is built into the binary).
 deps:
 	@bash scripts/install-deps.sh
+	@bash scripts/web-deps.sh
 
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

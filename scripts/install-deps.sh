@@ -12,6 +12,7 @@ APT_PACKAGES=(
   librdkafka-dev maven default-jre-headless kcat
   libboost-dev libboost-system-dev prometheus-cpp-dev curl wrk
   libmongoc-dev
+  chromium
 )
 
 missing=()

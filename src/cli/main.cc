@@ -29,7 +29,10 @@
 #include "log/kafka_log.h"
 #include "mongoraw/raw_collection.h"
 #include "report/report.h"
+#include "serve/api.h"
+#include "serve/http_server.h"
 #include "serve/merge.h"
+#include "serve/view_cache.h"
 #include "speed/kafka_bad_rows.h"
 #include "speed/partitioned.h"
 #include "speed/speed_layer.h"
@@ -773,6 +776,34 @@ int CmdStream(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Splits HOST:PORT (an IPv6 host in brackets); InvalidArgument naming the flag otherwise.
+Status ParseHostPort(const std::string& flag, const std::string& value, std::string* host,
+                     uint16_t* port) {
+  const size_t colon = value.rfind(':');
+  const auto bad = [&] {
+    return Status::InvalidArgument(
+        "--" + flag + " '" + value +
+        "': expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0 = any free)");
+  };
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) return bad();
+  std::string h = value.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  const std::string p = value.substr(colon + 1);
+  if (p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return bad();
+  const int n = std::stoi(p);
+  if (n > 65535) return bad();
+  *host = h;
+  *port = static_cast<uint16_t>(n);
+  return Status::Ok();
+}
+
+std::string ServerUrl(const std::string& host, int port) {
+  const std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return "http://" + (host == "0.0.0.0" ? std::string("127.0.0.1") : h) + ":" +
+         std::to_string(port) + "/";
+}
+
 // ---------------------------------------------------------------- demo
 
 // A one-line summary of an experiment's conversion per session in a layer's views.
@@ -808,6 +839,8 @@ int CmdDemo(const std::vector<std::string>& args) {
   c.Define("interval", "2s", "speed-layer micro-batch interval");
   c.Define("batch-every", "20s", "batch-layer schedule (30m in production)");
   c.Define("duration", "0", "stop after this long (e.g. 30s); 0 = until Ctrl-C");
+  c.Define("listen", "127.0.0.1:8080",
+           "HOST:PORT of the dashboard and API (another free port if taken; port 0: any)");
   if (int rc = ParseOrHelp("demo",
                            "Runs the pipeline live on the embedded default: a traffic generator "
                            "appending to the master dataset, the speed layer, the batch layer on a "
@@ -867,12 +900,37 @@ int CmdDemo(const std::vector<std::string>& args) {
     g_stop.store(true);
   };
 
+  // The serving layer: the dashboard and API over the demo's store, refreshed as it fills.
+  serve::HttpServerOptions ho;
+  uint16_t port = 0;
+  if (Status s = ParseHostPort("listen", c.String("listen"), &ho.host, &port); !s.ok()) {
+    return Fail("demo", s);
+  }
+  ho.port = port;
+  auto serve_store = store::OpenStore(store_uri);
+  if (!serve_store.ok()) return Fail("demo", serve_store.status());
+  serve::ViewCache cache(serve_store->get(), NowMs);
+  serve::ServeProbe probe;
+  serve::ApiOptions ao;
+  const serve::Api api(&cache, &probe, ao, NowMs, &serve::EmbeddedAssets());
+  auto handler = [&api](const serve::HttpRequest& r) { return api.Handle(r); };
+  auto server = serve::StartHttpServer(ho, handler);
+  if (!server.ok() && server.status().code() == StatusCode::kUnavailable && ho.port != 0) {
+    std::printf("duet demo: %s; using another port\n", server.status().message().c_str());
+    ho.port = 0;
+    server = serve::StartHttpServer(ho, handler);
+  }
+  if (!server.ok()) return Fail("demo", server.status());
+  const std::string dashboard = ServerUrl(ho.host, (*server)->port());
+
   std::printf("duet demo: live A/B traffic at %" PRId64
               "x speed -> %s\n"
               "  speed layer every %s, batch layer every %s; store %s\n"
+              "  dashboard: %s  (API under %sv1/)\n"
               "  Ctrl-C to stop (finishes the micro-batch, commits, exits)\n\n",
               *speedup, master.c_str(), c.String("interval").c_str(),
-              c.String("batch-every").c_str(), store_uri.c_str());
+              c.String("batch-every").c_str(), store_uri.c_str(), dashboard.c_str(),
+              dashboard.c_str());
   std::fflush(stdout);
 
   std::thread generator([&] {
@@ -958,15 +1016,22 @@ int CmdDemo(const std::vector<std::string>& args) {
     std::fflush(stdout);
   };
   auto next_status = wall0 + std::chrono::seconds(5);
+  auto next_refresh = wall0;
   while (!g_stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto now = std::chrono::steady_clock::now();
     if (*duration > 0 && now - wall0 >= std::chrono::milliseconds(*duration)) g_stop.store(true);
+    if (now >= next_refresh) {
+      const Status s = cache.Refresh();
+      probe.Refreshed(s.ok(), cache.Current().get(), NowMs());
+      next_refresh = now + std::chrono::milliseconds(ao.refresh_ms);
+    }
     if (now >= next_status) {
       status_line();
       next_status += std::chrono::seconds(5);
     }
   }
+  (*server)->Stop(2000);
   generator.join();
   batcher.join();
   others_stopped.store(true);
@@ -997,32 +1062,11 @@ int CmdDemo(const std::vector<std::string>& args) {
       "  merged report    %s report --store %s --layer merged\n"
       "  speed / batch    %s report --store %s --layer speed|batch\n"
       "  bad rows         %s bad-rows --store %s\n"
-      "  dashboard        not yet: the serving layer (duet serve) is not built yet\n",
+      "  dashboard        %s serve --store %s   (then http://127.0.0.1:8080/)\n",
       master.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
-      store_uri.c_str(), g_program.c_str(), store_uri.c_str());
+      store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
+      store_uri.c_str());
   return kExitOk;
-}
-
-// Splits HOST:PORT (an IPv6 host in brackets); InvalidArgument naming the flag otherwise.
-Status ParseHostPort(const std::string& flag, const std::string& value, std::string* host,
-                     uint16_t* port) {
-  const size_t colon = value.rfind(':');
-  const auto bad = [&] {
-    return Status::InvalidArgument(
-        "--" + flag + " '" + value +
-        "': expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0 = any free)");
-  };
-  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) return bad();
-  std::string h = value.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  const std::string p = value.substr(colon + 1);
-  if (p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return bad();
-  const int n = std::stoi(p);
-  if (n > 65535) return bad();
-  *host = h;
-  *port = static_cast<uint16_t>(n);
-  return Status::Ok();
 }
 
 int CmdCollect(const std::vector<std::string>& args) {
@@ -1081,6 +1125,98 @@ int CmdCollect(const std::vector<std::string>& args) {
   Log(LogLevel::kInfo, "collect.stopping", {});
   (*collector)->Stop();
   Log(LogLevel::kInfo, "collect.stop", {});
+  return kExitOk;
+}
+
+// `duet serve`: the merged view over HTTP — JSON API, dashboard, metrics (docs/api.md).
+int CmdServe(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("store", "sqlite:duet.sqlite", "store URI to serve (sqlite:PATH or mongodb://…)");
+  c.Define("listen", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port)");
+  c.Define("threads", "0", "HTTP threads (0 = number of cores)");
+  c.Define("refresh", "2s", "how often the views are read again from the store");
+  c.Define("max-body", "1048576", "largest request body in bytes; larger ones get 413");
+  c.Define("request-timeout", "10s", "a request must arrive whole within this long");
+  c.Define("max-in-flight", "4096", "requests handled at once; more get 429");
+  c.Define("srm-threshold", "0.001", "p-value below which a sample-ratio mismatch is reported");
+  if (int rc = ParseOrHelp("serve",
+                           "Serves the merged view (batch up to its high-water mark, speed after) "
+                           "as a JSON API, a dashboard at / and Prometheus metrics.",
+                           &c, args);
+      rc >= 0) {
+    return rc;
+  }
+  serve::HttpServerOptions ho;
+  uint16_t port = 0;
+  if (Status s = ParseHostPort("listen", c.String("listen"), &ho.host, &port); !s.ok()) {
+    return Fail("serve", s);
+  }
+  ho.port = port;
+  auto threads = c.Int("threads", 0, 256);
+  auto refresh = c.DurationMs("refresh");
+  auto max_body = c.Int("max-body", 1, 1LL << 30);
+  auto timeout = c.DurationMs("request-timeout");
+  auto in_flight = c.Int("max-in-flight", 1, 1'000'000);
+  for (const Status& s : {threads.status(), refresh.status(), max_body.status(), timeout.status(),
+                          in_flight.status()}) {
+    if (!s.ok()) return Fail("serve", s);
+  }
+  if (*refresh < 100) {
+    return Fail("serve", Status::InvalidArgument("--refresh: " + c.String("refresh") +
+                                                 " is too short; expected at least 100ms"));
+  }
+  char* end = nullptr;
+  const std::string srm_text = c.String("srm-threshold");
+  const double srm = std::strtod(srm_text.c_str(), &end);
+  if (srm_text.empty() || *end != '\0' || !(srm > 0 && srm < 1)) {
+    return Fail("serve", Status::InvalidArgument("--srm-threshold: '" + srm_text +
+                                                 "' is not a p-value in (0, 1), e.g. 0.001"));
+  }
+  ho.threads = static_cast<size_t>(*threads);
+  ho.max_body_bytes = static_cast<size_t>(*max_body);
+  ho.request_timeout_ms = static_cast<int>(*timeout);
+  ho.max_in_flight = static_cast<size_t>(*in_flight);
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail("serve", store.status());
+  serve::ViewCache cache(store->get(), NowMs);
+  serve::ServeProbe probe;
+  serve::ApiOptions ao;
+  ao.refresh_ms = *refresh;
+  ao.max_staleness_ms = 3 * *refresh;
+  ao.srm_threshold = srm;
+  const serve::Api api(&cache, &probe, ao, NowMs, &serve::EmbeddedAssets());
+  std::string last_error;
+  auto refresh_views = [&] {
+    const Status s = cache.Refresh();
+    const auto snap = cache.Current();
+    probe.Refreshed(s.ok(), snap.get(), NowMs());
+    if (!s.ok() && s.ToString() != last_error) {
+      Log(LogLevel::kWarn, "serve.refresh_failed", {{"error", s.ToString()}});
+    }
+    last_error = s.ok() ? std::string() : s.ToString();
+  };
+  refresh_views();  // a store that is not ready yet: served once it is (/readyz says so)
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  auto server =
+      serve::StartHttpServer(ho, [&api](const serve::HttpRequest& r) { return api.Handle(r); });
+  if (!server.ok()) return Fail("serve", server.status());
+  const std::string url = ServerUrl(ho.host, (*server)->port());
+  Log(LogLevel::kInfo, "serve.listening",
+      {{"url", url}, {"store", c.String("store")}, {"refresh_ms", *refresh}});
+  std::printf("serve: dashboard at %s (API under %sv1/, metrics at %smetrics)\n", url.c_str(),
+              url.c_str(), url.c_str());
+  std::fflush(stdout);
+  auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*refresh);
+  while (!g_stop.load()) {
+    SleepUnlessStopped(next);
+    if (g_stop.load()) break;
+    next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*refresh);
+    refresh_views();
+  }
+  Log(LogLevel::kInfo, "serve.stopping", {});
+  (*server)->Stop(5000);
+  Log(LogLevel::kInfo, "serve.stop", {});
   return kExitOk;
 }
 
@@ -1192,6 +1328,7 @@ void Usage() {
       "  stream      the speed layer: micro-batches over a log, exactly once (--drain to finish)\n"
       "  collect     HTTP collector: POST /v1/beacons into Kafka, keyed by visitor\n"
       "  archive     copy a Kafka topic into the master dataset, exactly once\n"
+      "  serve       HTTP API, A/B statistics and live dashboard over a store\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -1217,6 +1354,7 @@ int main(int argc, char** argv) {
           {"demo", CmdDemo},     {"generate", CmdGenerate}, {"batch", CmdBatch},
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
           {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
+          {"serve", CmdServe},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

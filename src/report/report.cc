@@ -25,8 +25,9 @@ void FieldD(std::string* o, std::string_view name, double v) {
   o->push_back(',');
 }
 
-// The figure fields shared by every row, without braces; leaves a trailing comma.
-void Figures(std::string* o, const core::FigureValues& f, bool with_multi) {
+}  // namespace
+
+void AppendFigureFields(std::string* o, const core::FigureValues& f, bool with_multi) {
   Field(o, "visitors", f.visitors);
   Field(o, "sessions", f.sessions);
   Field(o, "events", f.events);
@@ -42,6 +43,8 @@ void Figures(std::string* o, const core::FigureValues& f, bool with_multi) {
   Field(o, "sessions_x_conversions", f.sessions_x_conversions);
   FieldD(o, "revenue_sq", f.revenue_sq);
 }
+
+namespace {
 
 void CloseObject(std::string* o) {
   if (!o->empty() && o->back() == ',') o->pop_back();
@@ -110,13 +113,13 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
     o.append("{\"variant\":");
     AppendJsonString(&o, r.variant);
     o.push_back(',');
-    Figures(&o, r.v, true);
+    AppendFigureFields(&o, r.v, true);
     CloseObject(&o);
   }
   if (open) o.append("]}");
   o.append("},\"site\":{");
   for (const auto& r : v.totals) {
-    if (r.experiment.empty()) Figures(&o, r.v, false);
+    if (r.experiment.empty()) AppendFigureFields(&o, r.v, false);
   }
   CloseObject(&o);
   o.append(",\"input\":{");
@@ -144,7 +147,7 @@ std::string ReportJson(const core::Views& v, const ReportOptions& opt) {
         const bool final = (r.hour + 1) * kMsPerHour <= v.final_before_ms;
         o.append(final ? "\"final\":true," : "\"final\":false,");
       }
-      Figures(&o, r.v, false);
+      AppendFigureFields(&o, r.v, false);
       CloseObject(&o);
     }
     o.append("],\"uniques\":[");

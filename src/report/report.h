@@ -21,6 +21,10 @@ struct ReportOptions {
 // "YYYY-MM-DDTHH:00:00Z" for an hour bucket (hours since the epoch).
 std::string HourString(int64_t hour);
 
+// Appends the figure fields of `f` as `"visitors":…,"sessions":…,` (no braces; a trailing comma)
+// with the names of docs/report-json.md; visitors_in_multiple_variants only if `with_multi`.
+void AppendFigureFields(std::string* out, const core::FigureValues& f, bool with_multi);
+
 std::string ReportJson(const core::Views& views, const ReportOptions& options);
 std::string ReportTable(const core::Views& views, const ReportOptions& options);
 

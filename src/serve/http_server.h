@@ -1,0 +1,75 @@
+// HttpServer: an HTTP/1.1 server on Boost.Beast/Asio for `duet serve` — keep-alive, a pool of
+// threads running one io_context, request size and time limits, load shedding and graceful
+// shutdown. It knows nothing of Duet's API: every request goes to a Handler.
+//
+// Contract:
+// - The handler runs on a server thread, possibly on several at once: it must be thread-safe and
+//   quick (it answers from memory; nothing blocks on the network or the store).
+// - Limits are answered by the server itself with application/problem+json bodies: a request
+//   whose header exceeds max_header_bytes gets 431, a body over max_body_bytes 413, more than
+//   max_in_flight requests being handled 429 (with Retry-After); a connection that does not
+//   deliver a whole request within request_timeout_ms is closed, and one idle for
+//   idle_timeout_ms between requests too.
+// - Stop: stops accepting, lets requests in progress finish (each answered with
+//   "Connection: close"), closes idle connections, and returns when every thread has finished or
+//   `grace_ms` has passed (then remaining connections are cut).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/result.h"
+
+namespace duet::serve {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", …
+  std::string path;    // the target before '?', not decoded
+  std::string query;   // the target after '?', not decoded ("" if none)
+  std::string content_type;
+  std::string accept_encoding;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;     // 0: any free port (see HttpServer::port)
+  size_t threads = 0;  // 0: one per core
+  size_t max_header_bytes = 16 * 1024;
+  size_t max_body_bytes = 1024 * 1024;
+  int request_timeout_ms = 10'000;
+  int idle_timeout_ms = 60'000;
+  size_t max_in_flight = 4096;
+};
+
+class HttpServer {
+ public:
+  virtual ~HttpServer() = default;
+  // The port it listens on (the chosen one when options.port was 0).
+  virtual int port() const = 0;
+  // See the contract above. Idempotent.
+  virtual void Stop(int grace_ms) = 0;
+};
+
+// Binds, listens and starts the threads. InvalidArgument for a host that is not an IP address;
+// Unavailable when the address cannot be bound (in use, no permission), naming it.
+Result<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& options,
+                                                    HttpHandler handler);
+
+// An application/problem+json response (RFC 9457) with `title` taken from the status.
+HttpResponse Problem(int status, std::string detail);
+
+}  // namespace duet::serve
