@@ -227,7 +227,8 @@ TEST(CompareTest, IntervalsContainThePointEstimatesAndWidenWithConfidence) {
 
 TEST(CompareTest, IdenticalVariantsHaveZeroLiftAndPOne) {
   const auto a = FiguresOf(ControlVisitors());
-  for (const Comparison* c : All(Compare(a, a, 0.95))) {
+  const VariantComparison compared = Compare(a, a, 0.95);
+  for (const Comparison* c : All(compared)) {
     EXPECT_EQ(c->absolute_lift, 0);
     EXPECT_EQ(c->relative_lift, 0);
     EXPECT_EQ(c->statistic, 0);
@@ -238,7 +239,8 @@ TEST(CompareTest, IdenticalVariantsHaveZeroLiftAndPOne) {
 
 TEST(CompareTest, NoVisitorsGivesNaNEverywhere) {
   const core::FigureValues empty;
-  for (const Comparison* c : All(Compare(empty, empty, 0.95))) {
+  const VariantComparison compared = Compare(empty, empty, 0.95);
+  for (const Comparison* c : All(compared)) {
     EXPECT_TRUE(std::isnan(c->control));
     EXPECT_TRUE(std::isnan(c->treatment));
     EXPECT_TRUE(std::isnan(c->absolute_lift));
@@ -264,7 +266,8 @@ TEST(CompareTest, ZeroVarianceGivesNaNTests) {
   // Nobody converts, everyone has one session and no revenue: all variances are 0.
   const auto a = Proportion(50, 0);
   const auto b = Proportion(80, 0);
-  for (const Comparison* c : All(Compare(a, b, 0.95))) {
+  const VariantComparison compared = Compare(a, b, 0.95);
+  for (const Comparison* c : All(compared)) {
     EXPECT_EQ(c->absolute_lift, 0);
     EXPECT_TRUE(std::isnan(c->relative_lift));  // control rate 0
     ExpectAllInferenceNaN(*c);
@@ -286,7 +289,8 @@ TEST(CompareTest, InvalidConfidenceGivesNaNIntervalsAndNothingSignificant) {
   const auto b = Proportion(1000, 300);
   for (const double confidence : {0.0, 1.0, 1.5, -0.2, kNaN}) {
     SCOPED_TRACE(confidence);
-    for (const Comparison* c : All(Compare(a, b, confidence))) {
+    const VariantComparison compared = Compare(a, b, confidence);
+    for (const Comparison* c : All(compared)) {
       EXPECT_TRUE(std::isnan(c->absolute_ci.low));
       EXPECT_TRUE(std::isnan(c->relative_ci.high));
       EXPECT_FALSE(c->significant);
