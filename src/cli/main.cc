@@ -1165,6 +1165,11 @@ int CmdServe(const std::vector<std::string>& args) {
     return Fail("serve", Status::InvalidArgument("--refresh: " + c.String("refresh") +
                                                  " is too short; expected at least 100ms"));
   }
+  if (*timeout < 1 || *timeout > 3'600'000) {
+    return Fail("serve",
+                Status::InvalidArgument("--request-timeout: " + c.String("request-timeout") +
+                                        " is not between 1ms and 1h"));
+  }
   char* end = nullptr;
   const std::string srm_text = c.String("srm-threshold");
   const double srm = std::strtod(srm_text.c_str(), &end);

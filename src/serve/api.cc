@@ -212,7 +212,8 @@ std::optional<int64_t> ParseTime(std::string_view s) {
     if (i == 1) return std::nullopt;
     rest.remove_prefix(i);
   }
-  if (rest != "Z" && rest != "z" && rest != "+00:00") return std::nullopt;
+  // "+00:00" arrives as " 00:00" when the '+' was not percent-encoded in the query.
+  if (rest != "Z" && rest != "z" && rest != "+00:00" && rest != " 00:00") return std::nullopt;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
   std::tm tm{};
   tm.tm_year = y - 1900;
@@ -252,6 +253,11 @@ std::optional<HttpResponse> ParseRange(const Params& p, HourRange* r) {
   if (from_ms) r->from = *from_ms >= 0 ? (*from_ms + kHourMs - 1) / kHourMs : *from_ms / kHourMs;
   if (to_ms) r->to = *to_ms >= 0 ? (*to_ms + kHourMs - 1) / kHourMs : *to_ms / kHourMs;
   r->limited = from_ms.has_value() || to_ms.has_value();
+  if (r->from >= r->to) {
+    return Problem(422,
+                   "query parameters 'from' and 'to' select no whole hour (an hour is "
+                   "selected when it starts at or after 'from' and before 'to')");
+  }
   return std::nullopt;
 }
 
@@ -361,6 +367,24 @@ std::vector<const core::FigureRow*> VariantTotals(const Snapshot& s, std::string
   return out;
 }
 
+// Indexes of the experiment's hourly rows (none when it has no sessions).
+const std::vector<size_t>& HourlyRows(const Snapshot& s, std::string_view experiment) {
+  static const std::vector<size_t> kNone;
+  auto it = s.hourly_by_experiment.find(experiment);
+  return it == s.hourly_by_experiment.end() ? kNone : it->second;
+}
+
+// Series list every hour from the first to the last with data: a stray event time (a device
+// clock years off) would make that enormous, so a longer span needs an explicit from/to.
+constexpr int64_t kMaxSeriesHours = 24 * 400;
+std::optional<HttpResponse> TooLong(int64_t first, int64_t last) {
+  if (last - first + 1 <= kMaxSeriesHours) return std::nullopt;
+  return Problem(422, "the data spans " + std::to_string(last - first + 1) + " hours (" +
+                          TimeString(first * kHourMs) + " to " + TimeString(last * kHourMs) +
+                          "); give 'from' and 'to' selecting at most " +
+                          std::to_string(kMaxSeriesHours) + " hours");
+}
+
 HttpResponse UnknownExperiment(const Snapshot& s, std::string_view id) {
   std::vector<std::string> names;
   for (const auto& e : s.views.experiments) names.push_back(e.experiment);
@@ -441,7 +465,7 @@ HttpResponse Report(const Ctx& c, std::string_view id) {
       const int64_t multi = v.visitors_in_multiple_variants;
       v = core::FigureValues();
       v.visitors_in_multiple_variants = multi;
-      for (size_t i : s.hourly_by_experiment.at(std::string(id))) {
+      for (size_t i : HourlyRows(s, id)) {
         const core::FigureRow& h = s.views.hourly[i];
         if (h.variant == r->variant && range.Has(h.hour)) Add(&v, h.v);
       }
@@ -565,7 +589,7 @@ HttpResponse Timeseries(const Ctx& c, std::string_view id) {
   for (const core::FigureRow* r : rows) names.push_back(r->variant);
   // hour -> per variant figures
   std::map<int64_t, std::vector<core::FigureValues>> by_hour;
-  for (size_t i : s.hourly_by_experiment.at(std::string(id))) {
+  for (size_t i : HourlyRows(s, id)) {
     const core::FigureRow& h = s.views.hourly[i];
     if (!range.Has(h.hour)) continue;
     const size_t vi = std::find(names.begin(), names.end(), h.variant) - names.begin();
@@ -574,11 +598,12 @@ HttpResponse Timeseries(const Ctx& c, std::string_view id) {
     slot.resize(names.size());
     slot[vi] = h.v;
   }
+  const int64_t first = by_hour.empty() ? 0 : by_hour.begin()->first;
+  const int64_t last = by_hour.empty() ? -1 : by_hour.rbegin()->first;
+  if (auto bad = TooLong(first, last)) return *bad;
   Json j;
   j.Open().Key("experiment").Str(id).Key("metric").Str(metric->name);
   j.Key("hours").OpenArray();
-  const int64_t first = by_hour.empty() ? 0 : by_hour.begin()->first;
-  const int64_t last = by_hour.empty() ? -1 : by_hour.rbegin()->first;
   for (int64_t h = first; h <= last; ++h) j.Str(TimeString(h * kHourMs));
   j.CloseArray().Key("series").OpenArray();
   const core::FigureValues zero;
@@ -636,6 +661,9 @@ HttpResponse Uniques(const Ctx& c) {
       slot[vi] = window == "1h" ? u.uniques_1h : u.uniques_24h;
     }
   }
+  const int64_t first = by_hour.empty() ? 0 : by_hour.begin()->first;
+  const int64_t last = by_hour.empty() ? -1 : by_hour.rbegin()->first;
+  if (auto bad = TooLong(first, last)) return *bad;
   Json j;
   j.Open().Key("window").Str(window).Key("experiment");
   if (experiment.empty())
@@ -643,8 +671,6 @@ HttpResponse Uniques(const Ctx& c) {
   else
     j.Str(experiment);
   j.Key("hours").OpenArray();
-  const int64_t first = by_hour.empty() ? 0 : by_hour.begin()->first;
-  const int64_t last = by_hour.empty() ? -1 : by_hour.rbegin()->first;
   for (int64_t h = first; h <= last; ++h) j.Str(TimeString(h * kHourMs));
   j.CloseArray().Key("series").OpenArray();
   for (size_t vi = 0; vi < names.size(); ++vi) {
@@ -978,7 +1004,7 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     constexpr size_t kMaxPositions = 512;
     const bool cut = sc.positions.size() > kMaxPositions;
     j.Open().Key("scope").Str(sc.scope).Key("epoch").Int(sc.epoch);
-    j.Key("positions").Str(std::string_view(sc.positions).substr(0, kMaxPositions));
+    j.Key("positions").Str(ValidUtf8(std::string_view(sc.positions).substr(0, kMaxPositions)));
     j.Key("positions_truncated").Bool(cut).Close();
   }
   j.CloseArray().Close();

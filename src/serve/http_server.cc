@@ -62,7 +62,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void Read();
   void OnRead(beast::error_code ec);
-  void Write(HttpResponse response, bool keep_alive);
+  void Write(HttpResponse response, bool keep_alive, bool counted);
 
   beast::tcp_stream stream_;
   Server* const server_;
@@ -70,6 +70,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
   bool first_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
 };
 
 class Server final : public HttpServer {
@@ -78,7 +79,8 @@ class Server final : public HttpServer {
       : options_(std::move(options)),
         handler_(std::move(handler)),
         ioc_(static_cast<int>(options_.threads)),
-        acceptor_(ioc_) {}
+        acceptor_(asio::make_strand(ioc_)),
+        retry_(acceptor_.get_executor()) {}
 
   ~Server() override { Stop(0); }
 
@@ -97,7 +99,7 @@ class Server final : public HttpServer {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return Status::Unavailable("cannot listen on " + where + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
-    Accept();
+    asio::post(acceptor_.get_executor(), [this] { Accept(); });
     for (size_t i = 0; i < options_.threads; ++i) {
       threads_.emplace_back([this] { ioc_.run(); });
     }
@@ -113,9 +115,10 @@ class Server final : public HttpServer {
       stopped_ = true;
     }
     stopping_.store(true);
-    asio::post(ioc_, [this] {
+    asio::post(acceptor_.get_executor(), [this] {
       beast::error_code ec;
       acceptor_.close(ec);
+      retry_.cancel();
       // Idle connections (waiting for a next request) are closed; a request in progress is
       // answered first (with Connection: close).
       std::lock_guard<std::mutex> l(sessions_mu_);
@@ -159,11 +162,22 @@ class Server final : public HttpServer {
   }
 
  private:
+  // Runs on the acceptor's strand (as does everything that touches the acceptor).
   void Accept() {
     acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        // Out of file descriptors, say: wait before the next accept instead of spinning.
         Log(LogLevel::kWarn, "serve.accept_failed", {{"error", ec.message()}});
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([this](beast::error_code e) {
+          if (!e && acceptor_.is_open()) Accept();
+        });
+        return;
+      }
+      if (static_cast<size_t>(open_.load()) >= options_.max_connections) {
+        beast::error_code ignored;
+        s.close(ignored);  // over the connection limit
       } else {
         auto session = std::make_shared<Session>(std::move(s), this);
         Track(session);
@@ -177,6 +191,7 @@ class Server final : public HttpServer {
   const HttpHandler handler_;
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
   int port_ = 0;
   std::vector<std::thread> threads_;
   std::mutex mu_;
@@ -227,12 +242,12 @@ void Session::OnRead(beast::error_code ec) {
   if (ec == http::error::body_limit) {
     return Write(Problem(413, "request body larger than " +
                                   std::to_string(server_->options().max_body_bytes) + " bytes"),
-                 false);
+                 false, false);
   }
   if (ec == http::error::header_limit) {
     return Write(Problem(431, "request header larger than " +
                                   std::to_string(server_->options().max_header_bytes) + " bytes"),
-                 false);
+                 false, false);
   }
   if (ec) {
     // A request Beast could not parse gets 400; the end of the connection, a timeout or a reset
@@ -240,7 +255,9 @@ void Session::OnRead(beast::error_code ec) {
     const bool malformed =
         &ec.category() == &http::make_error_code(http::error::bad_target).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message;
-    if (malformed) return Write(Problem(400, "malformed HTTP request: " + ec.message()), false);
+    if (malformed) {
+      return Write(Problem(400, "malformed HTTP request: " + ec.message()), false, false);
+    }
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.close();
@@ -248,10 +265,11 @@ void Session::OnRead(beast::error_code ec) {
     return;
   }
   const http::request<http::string_body>& req = parser_->get();
+  head_ = req.method() == http::verb::head;
   if (!server_->Admit()) {
     HttpResponse r = Problem(429, "too many requests in progress; retry shortly");
     r.headers.emplace_back("Retry-After", "1");
-    return Write(std::move(r), req.keep_alive() && !server_->stopping());
+    return Write(std::move(r), req.keep_alive() && !server_->stopping(), false);
   }
   HttpRequest r;
   r.method = std::string(req.method_string());
@@ -273,24 +291,29 @@ void Session::OnRead(beast::error_code ec) {
     Log(LogLevel::kError, "serve.handler_failed", {{"path", r.path}, {"error", e.what()}});
     response = Problem(500, "internal error");
   }
-  server_->Done();
   // Decided after the handler: a server stopping meanwhile closes the connection after this.
-  Write(std::move(response), req.keep_alive() && !server_->stopping());
+  Write(std::move(response), req.keep_alive() && !server_->stopping(), true);
 }
 
-void Session::Write(HttpResponse response, bool keep_alive) {
+void Session::Write(HttpResponse response, bool keep_alive, bool counted) {
   response_ = {};
   response_.version(11);
   response_.result(static_cast<unsigned>(response.status));
   response_.set(http::field::server, "duet");
   response_.set(http::field::content_type, response.content_type);
   for (auto& [name, value] : response.headers) response_.set(name, value);
-  response_.body() = std::move(response.body);
   response_.keep_alive(keep_alive);
-  response_.prepare_payload();
+  if (head_) {
+    response_.content_length(response.body.size());  // as for GET, without the body
+  } else {
+    response_.body() = std::move(response.body);
+    response_.prepare_payload();
+  }
+  head_ = false;
   stream_.expires_after(std::chrono::milliseconds(server_->options().request_timeout_ms));
   http::async_write(stream_, response_,
-                    [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                    [self = shared_from_this(), keep_alive, counted](beast::error_code ec, size_t) {
+                      if (counted) self->server_->Done();
                       if (!ec && keep_alive) return self->Read();
                       beast::error_code ignored;
                       self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -301,6 +324,42 @@ void Session::Write(HttpResponse response, bool keep_alive) {
 
 }  // namespace
 
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;  // length of a valid sequence starting here (0: invalid)
+    auto cont = [&](size_t k, unsigned char lo, unsigned char hi) {
+      if (i + k >= s.size()) return false;
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      return b >= lo && b <= hi;
+    };
+    if (c < 0x80) {
+      n = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = cont(1, 0x80, 0xBF) ? 2 : 0;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
+      const unsigned char hi = c == 0xED ? 0x9F : 0xBF;
+      n = cont(1, lo, hi) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      const unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
+      const unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
+      n = cont(1, lo, hi) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    }
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
 HttpResponse Problem(int status, std::string detail) {
   HttpResponse r;
   r.status = status;
@@ -310,7 +369,7 @@ HttpResponse Problem(int status, std::string detail) {
   r.body += ",\"status\":";
   AppendJsonInt(&r.body, status);
   r.body += ",\"detail\":";
-  AppendJsonString(&r.body, detail);
+  AppendJsonString(&r.body, ValidUtf8(detail));
   r.body += "}";
   return r;
 }

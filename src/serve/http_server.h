@@ -7,9 +7,10 @@
 //   quick (it answers from memory; nothing blocks on the network or the store).
 // - Limits are answered by the server itself with application/problem+json bodies: a request
 //   whose header exceeds max_header_bytes gets 431, a body over max_body_bytes 413, more than
-//   max_in_flight requests being handled 429 (with Retry-After); a connection that does not
-//   deliver a whole request within request_timeout_ms is closed, and one idle for
-//   idle_timeout_ms between requests too.
+//   max_in_flight requests received and not yet answered 429 (with Retry-After); a connection
+//   that does not deliver its first request within request_timeout_ms is closed, and a kept-alive
+//   one that does not deliver its next request within idle_timeout_ms too.
+// - HEAD is answered like GET without the body (Content-Length as for GET).
 // - Stop: stops accepting, lets requests in progress finish (each answered with
 //   "Connection: close"), closes idle connections, and returns when every thread has finished or
 //   `grace_ms` has passed (then remaining connections are cut).
@@ -52,7 +53,11 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1024 * 1024;
   int request_timeout_ms = 10'000;
   int idle_timeout_ms = 60'000;
+  // Requests received and not yet fully answered (a slow reader's response counts until it
+  // is written); more get 429.
   size_t max_in_flight = 4096;
+  // Open connections; a connection beyond is closed at once after accept.
+  size_t max_connections = 10'000;
 };
 
 class HttpServer {
@@ -69,7 +74,11 @@ class HttpServer {
 Result<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOptions& options,
                                                     HttpHandler handler);
 
-// An application/problem+json response (RFC 9457) with `title` taken from the status.
+// An application/problem+json response (RFC 9457) with `title` taken from the status. `detail`
+// may quote request bytes: invalid UTF-8 in it is replaced by U+FFFD.
 HttpResponse Problem(int status, std::string detail);
+
+// `s` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
+std::string ValidUtf8(std::string_view s);
 
 }  // namespace duet::serve

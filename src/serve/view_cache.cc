@@ -15,7 +15,7 @@ Result<std::shared_ptr<const Snapshot>> ReadSnapshot(store::Store* store, int64_
   if (!run.ok()) return run.status();
   if (run->has_value()) {
     snap->batch_run = std::move(**run);
-    snap->batch_run->prefix_state.clear();
+    std::string().swap(snap->batch_run->prefix_state);  // not served: free it
   }
   snap->has_speed = !in->speed.empty();
   if (snap->has_speed) {
@@ -58,6 +58,7 @@ ViewCache::ViewCache(store::Store* store, std::function<int64_t()> now_ms)
 Status ViewCache::Refresh() {
   const int64_t now = now_ms_();
   auto snap = ReadSnapshot(store_, now);
+  std::shared_ptr<const Snapshot> old;  // freed after the lock: readers never wait for it
   std::lock_guard<std::mutex> l(mu_);
   health_.last_attempt_ms = now;
   ++health_.refreshes;
@@ -66,7 +67,7 @@ Status ViewCache::Refresh() {
     health_.last_error = snap.status().ToString();
     return snap.status();
   }
-  current_ = std::move(*snap);
+  old = std::exchange(current_, std::move(*snap));
   health_.last_success_ms = now;
   health_.last_error.clear();
   return Status::Ok();

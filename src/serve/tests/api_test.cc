@@ -217,6 +217,8 @@ TEST_F(ApiTest, ReportRejectsWhatItCannotAnswerNamingTheParameter) {
            {"/v1/experiments/checkout/report?to=1&to=2", 400, "more than once"},
            {"/v1/experiments/checkout/report?from=%zz", 400, "percent-encoding"},
            {"/v1/nothing", 404, "no route"},
+           {"/v1/experiments/checkout/report?from=2026-11-01T05:10:00Z&to=2026-11-01T05:50:00Z",
+            422, "select no whole hour"},
        }) {
     const HttpResponse r = Get(c.target);
     EXPECT_EQ(r.status, c.status) << c.target << " " << r.body;
@@ -227,6 +229,32 @@ TEST_F(ApiTest, ReportRejectsWhatItCannotAnswerNamingTheParameter) {
   EXPECT_EQ(post.status, 405);
   ASSERT_FALSE(post.headers.empty());
   EXPECT_EQ(post.headers[0].first, "Allow");
+}
+
+TEST_F(ApiTest, TimesAcceptAnUnencodedUtcOffsetAndEchoedBytesStayValidUtf8) {
+  Commit(SampleViews());
+  // '+' in a query is a space unless percent-encoded; "+00:00" is still understood.
+  auto j = Json(Get("/v1/experiments/checkout/report?from=2026-11-01T01:00:00+00:00"));
+  EXPECT_EQ(std::string_view(j["from"]), "2026-11-01T01:00:00Z");
+  const HttpResponse r = Get("/v1/experiments/%FF%FE/report");
+  EXPECT_EQ(r.status, 404);
+  auto problem = Json(r);  // simdjson rejects invalid UTF-8
+  EXPECT_NE(std::string_view(problem["detail"]).find("\xEF\xBF\xBD"), std::string_view::npos);
+}
+
+TEST_F(ApiTest, ASeriesSpanningYearsNeedsARange) {
+  core::Views v = SampleViews();
+  // A device whose clock said 2000-01-01: one stray hour far before the others.
+  core::FigureRow stray = v.hourly[2];
+  stray.hour = 946'684'800'000 / kHour;
+  v.hourly.insert(v.hourly.begin() + 2, stray);
+  Commit(v);
+  const HttpResponse r = Get("/v1/experiments/checkout/timeseries?metric=sessions");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body.find("give 'from' and 'to'"), std::string::npos) << r.body;
+  EXPECT_EQ(
+      Get("/v1/experiments/checkout/timeseries?metric=sessions&from=2026-10-01T00:00:00Z").status,
+      200);
 }
 
 TEST_F(ApiTest, ControlCanBeChosen) {
