@@ -4,6 +4,7 @@
 # - every experiment's report from the API carries exactly the figures of `duet report --layer
 #   merged --json` (and equals the batch layer over all the data);
 # - errors are problem+json with the right status; /metrics, /openapi.json, /readyz answer;
+# - the live responses match the OpenAPI document's schemas (tests/api/validate_responses.py);
 # - the dashboard in headless Chromium (Playwright, tests/browser/dashboard.mjs) shows the API's
 #   numbers; screenshots are saved under the work folder;
 # - SIGTERM stops the server cleanly (exit 0).
@@ -126,6 +127,9 @@ if failures:
 print(f"API: {len(experiments)} experiments, {checked} report figures equal to duet report "
       f"--layer merged and to the batch layer over all data; errors, metrics, openapi checked")
 EOF
+
+# The live responses against the OpenAPI document (schemas and documented statuses).
+bash "$src/tests/api/validate_openapi.sh" "$src/src/serve/openapi.json" "$url"
 
 node "$src/tests/browser/dashboard.mjs" "$url" "$work/screenshots"
 
