@@ -820,13 +820,12 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
   const int64_t now = now_ms_();
   Params params;
 
-  // Static files: the dashboard and the OpenAPI document.
+  // Static files: the dashboard and the OpenAPI document (a query, e.g. ?v=2, is ignored).
   if (assets_ != nullptr) {
     for (const Asset& a : *assets_) {
       if (a.path != path) continue;
       *route = path == "/" ? "/" : path == "/openapi.json" ? "/openapi.json" : "/assets";
       if (auto bad = method_ok()) return *bad;
-      if (auto bad = ParseQuery(req.query, {}, &params); bad && path != "/") return *bad;
       HttpResponse r;
       r.content_type = std::string(a.content_type);
       r.body = std::string(a.bytes);
