@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libboost-dev libboost-system-dev prometheus-cpp-dev curl wrk
   libmongoc-dev
   chromium
+  libxgboost-dev
 )
 
 missing=()
