@@ -14,7 +14,6 @@ APT_PACKAGES=(
   libmongoc-dev
   chromium
   libxgboost-dev
-  nginx iproute2
 )
 
 missing=()
