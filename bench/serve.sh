@@ -13,13 +13,12 @@ work=$(mktemp -d /tmp/duet-bench-serve.XXXXXX)
 pid=""
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
 command -v wrk >/dev/null || { echo "wrk is not installed (scripts/install-deps.sh)"; exit 1; }
-"$duet" generate --out "$work/data" --beacons "$lines" --seed 42 2>/dev/null >/dev/null
-mkdir -p "$work/early"
-(cd "$work/data" && find . -name '*.ndjson' | sort | head -n "$(( $(find . -name '*.ndjson' | wc -l) / 2 ))" |
-  while read -r f; do mkdir -p "$work/early/$(dirname "$f")"; cp "$f" "$work/early/$f"; done)
+source "$src/tests/integration/lib.sh"  # first_half_of_master
+"$duet" generate --out "$work/master" --beacons "$lines" --seed 42 2>/dev/null >/dev/null
+first_half_of_master "$work/early"
 store="sqlite:$work/serve.sqlite"
 "$duet" batch --input "$work/early" --store "$store" 2>/dev/null >/dev/null
-"$duet" stream --source "$work/data" --store "$store" --drain 2>/dev/null >/dev/null
+"$duet" stream --source "$work/master" --store "$store" --drain 2>/dev/null >/dev/null
 "$duet" serve --store "$store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
 pid=$!
 url=""

@@ -313,7 +313,7 @@ constexpr Metric kMetrics[] = {
     {"bounce_rate", [](const core::FigureValues& v) { return Ratio(v.bounces, v.sessions); }, true},
 };
 
-// The control variant: `wanted` if given, else "control" if present, else the first by name.
+// The default control variant: "control" if present, else the first by name.
 std::string DefaultControl(const std::vector<std::string>& variants) {
   for (const std::string& v : variants) {
     if (v == "control") return v;
@@ -327,7 +327,7 @@ std::string Joined(const std::vector<std::string>& names) {
   return out;
 }
 
-void WriteComparison(Json* j, const stats::Comparison& c, double confidence) {
+void WriteComparison(Json* j, const stats::Comparison& c) {
   j->Open();
   j->Key("test").Str(stats::TestName(c.test));
   j->Key("control").Num(c.control);
@@ -518,11 +518,11 @@ HttpResponse Report(const Ctx& c, std::string_view id) {
       const stats::VariantComparison vc = stats::Compare(figures[ci], v, confidence);
       j.Open();
       j.Key("conversion_rate_visitor");
-      WriteComparison(&j, vc.conversion_rate_visitor, confidence);
+      WriteComparison(&j, vc.conversion_rate_visitor);
       j.Key("conversion_rate_session");
-      WriteComparison(&j, vc.conversion_rate_session, confidence);
+      WriteComparison(&j, vc.conversion_rate_session);
       j.Key("revenue_per_visitor");
-      WriteComparison(&j, vc.revenue_per_visitor, confidence);
+      WriteComparison(&j, vc.revenue_per_visitor);
       j.Close();
     }
     j.Close();
