@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libmongoc-dev
   chromium
   libxgboost-dev
+  nginx iproute2
 )
 
 missing=()

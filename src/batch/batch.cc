@@ -15,6 +15,7 @@
 #include "beacon/parser.h"
 #include "core/aggregator.h"
 #include "core/catalog.h"
+#include "core/features.h"
 #include "util/flat_map.h"
 #include "util/hash.h"
 #include "util/line_reader.h"
@@ -58,6 +59,7 @@ struct Record {
   uint8_t id_len;
   beacon::BeaconType type;
   uint8_t duplicate;
+  uint8_t context;  // core::BeaconContext: read by the model's features only
   std::string_view id_view() const { return {id, id_len}; }
 };
 static_assert(sizeof(Record) == 56);
@@ -162,6 +164,7 @@ void ReadFiles(Run* run, ReaderState* st, uint16_t thread) {
       r.id_len = static_cast<uint8_t>(b.id.size());
       r.type = b.type;
       r.duplicate = 0;
+      r.context = run->options.on_visitor ? core::BeaconContext(b) : 0;
       const uint64_t id_hash = Hash64(b.id);
       Record* stored = st->records[r.visitor_lo >> (64 - kBucketBits)].Append(r, &st->slab);
       st->ids[id_hash >> (64 - kBucketBits)].Append(IdEntry{id_hash, stored}, &st->slab);
@@ -226,7 +229,8 @@ int64_t Dedup(std::vector<std::unique_ptr<ReaderState>>& states, int bucket,
 void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
                    const std::vector<std::vector<core::TagSetId>>& remap, int bucket,
                    core::Aggregator* agg, core::Aggregator* correction, int64_t boundary_ms,
-                   int64_t gap_ms, std::vector<Record>* recs, std::vector<core::Event>* events) {
+                   int64_t gap_ms, std::vector<Record>* recs, std::vector<core::Event>* events,
+                   const core::Catalog& catalog, const BatchOptions& options, int thread) {
   recs->clear();
   for (size_t t = 0; t < states.size(); ++t) {
     states[t]->records[bucket].ForEach([&](const Record& r) {
@@ -249,9 +253,10 @@ void ComputeBucket(std::vector<std::unique_ptr<ReaderState>>& states,
            (*recs)[j].visitor_hi == first.visitor_hi;
          ++j) {
       const Record& r = (*recs)[j];
-      events->push_back(core::Event{r.ts, r.id_view(), r.value, r.tags, r.type});
+      events->push_back(core::Event{r.ts, r.id_view(), r.value, r.tags, r.type, r.context});
     }
     agg->AddVisitor(*events);
+    if (options.on_visitor) options.on_visitor(thread, catalog, *events);
     if (correction != nullptr) {
       // The prefix view is the full view corrected for the few visitors whose last sessions
       // are not complete yet: minus everything, plus their complete sessions.
@@ -411,7 +416,7 @@ Result<core::Views> RunBatch(const BatchOptions& options, BadRowSink* sink, Batc
   ParallelFor(threads, kBuckets, [&](int t, int b) {
     ComputeBucket(states, remap, b, aggs[t].get(),
                   prefix != nullptr ? corrections[t].get() : nullptr, boundary,
-                  options.session_gap_ms, &scratch[t], &events[t]);
+                  options.session_gap_ms, &scratch[t], &events[t], catalog, options, t);
   });
   for (int t = 1; t < threads; ++t) aggs[0]->Merge(*aggs[t]);
   core::Views views = aggs[0]->Finalize();

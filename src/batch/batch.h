@@ -62,6 +62,13 @@ struct BatchOptions {
   // Called about every progress_interval_ms from a helper thread while files are read.
   std::function<void(const Progress&)> progress;
   int64_t progress_interval_ms = 2000;
+  // When set, called once per visitor in the compute phase, from worker thread `thread` (in
+  // [0, threads)), with the visitor's valid, non-duplicate events sorted by EventBefore, their
+  // `context` filled in (core/features.h; 0 when this is not set), and the run's catalog, which
+  // holds every tag set of the events. `duet train` builds its examples here.
+  std::function<void(int thread, const core::Catalog& catalog,
+                     std::span<const core::Event> events)>
+      on_visitor;
 };
 
 struct BatchStats {

@@ -1,11 +1,22 @@
 // duet: the one binary. Subcommands are wired here and only here (see src/cli/README.md).
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <simdjson.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
+#include <cerrno>
 #include <cinttypes>
+#include <cstring>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -27,17 +38,21 @@
 #include "gen/generator.h"
 #include "log/file_log.h"
 #include "log/kafka_log.h"
+#include "model/registry.h"
+#include "model/training.h"
 #include "mongoraw/raw_collection.h"
 #include "report/report.h"
 #include "serve/api.h"
 #include "serve/http_server.h"
 #include "serve/merge.h"
+#include "serve/model_api.h"
 #include "serve/view_cache.h"
 #include "speed/kafka_bad_rows.h"
 #include "speed/partitioned.h"
 #include "speed/speed_layer.h"
 #include "store/store.h"
 #include "util/config.h"
+#include "util/file_io.h"
 #include "util/json_writer.h"
 #include "util/log.h"
 
@@ -179,6 +194,41 @@ struct BatchResult {
   double seconds = 0;
 };
 
+// The batch layer's input: a folder or file of the master dataset, or a MongoDB collection of
+// raw beacons (what `duet archive --out mongodb://…` writes), which *raw then keeps open.
+Status ResolveBatchInput(const std::string& input, batch::BatchOptions* opt,
+                         std::unique_ptr<mongoraw::RawCollection>* raw) {
+  opt->input = input;
+  if (input.starts_with("mongodb://") || input.starts_with("mongodb+srv://")) {
+    auto opened = mongoraw::OpenRawCollection(input);
+    if (!opened.ok()) return opened.status();
+    *raw = std::move(*opened);
+    auto inputs = (*raw)->Inputs(beacon::kMaxLineBytes);
+    if (!inputs.ok()) return inputs.status();
+    if (inputs->empty()) {
+      return Status::NotFound("--input: the collection " + input + " holds no raw beacons");
+    }
+    opt->inputs = std::move(*inputs);
+  }
+  return Status::Ok();
+}
+
+// Logs the batch layer's progress as `event` lines.
+std::function<void(const batch::Progress&)> BatchProgressLogger(std::string event) {
+  const auto start = std::chrono::steady_clock::now();
+  return [start, event = std::move(event)](const batch::Progress& p) {
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Log(LogLevel::kInfo, event,
+        {{"files_done", p.files_done},
+         {"files", p.files_total},
+         {"lines", p.lines},
+         {"mib_done", static_cast<double>(p.bytes_done) / (1 << 20)},
+         {"percent", p.bytes_total ? 100.0 * p.bytes_done / p.bytes_total : 100.0},
+         {"lines_per_s", secs > 0 ? p.lines / secs : 0.0}});
+  };
+}
+
 Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::string& store_uri,
                                       int threads, int64_t gap_ms,
                                       int64_t lateness_ms = 10 * 60 * 1000) {
@@ -188,35 +238,13 @@ Result<BatchResult> RunBatchIntoStore(const std::string& input, const std::strin
   if (!gen.ok()) return gen.status();
   StoreSink sink(store->get(), *gen);
   batch::BatchOptions opt;
-  opt.input = input;
-  // A MongoDB collection of raw beacons (what `duet archive --out mongodb://…` writes).
   std::unique_ptr<mongoraw::RawCollection> raw;
-  if (input.starts_with("mongodb://") || input.starts_with("mongodb+srv://")) {
-    auto opened = mongoraw::OpenRawCollection(input);
-    if (!opened.ok()) return opened.status();
-    raw = std::move(*opened);
-    auto inputs = raw->Inputs(beacon::kMaxLineBytes);
-    if (!inputs.ok()) return inputs.status();
-    if (inputs->empty()) {
-      return Status::NotFound("--input: the collection " + input + " holds no raw beacons");
-    }
-    opt.inputs = std::move(*inputs);
-  }
+  DUET_RETURN_IF_ERROR(ResolveBatchInput(input, &opt, &raw));
   opt.threads = threads;
   opt.session_gap_ms = gap_ms;
   opt.lateness_ms = lateness_ms;
   const auto start = std::chrono::steady_clock::now();
-  opt.progress = [start](const batch::Progress& p) {
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    Log(LogLevel::kInfo, "batch.progress",
-        {{"files_done", p.files_done},
-         {"files", p.files_total},
-         {"lines", p.lines},
-         {"mib_done", static_cast<double>(p.bytes_done) / (1 << 20)},
-         {"percent", p.bytes_total ? 100.0 * p.bytes_done / p.bytes_total : 100.0},
-         {"lines_per_s", secs > 0 ? p.lines / secs : 0.0}});
-  };
+  opt.progress = BatchProgressLogger("batch.progress");
   BatchResult out;
   const int64_t started_ms = NowMs();
   Log(LogLevel::kInfo, "batch.start",
@@ -1129,41 +1157,379 @@ int CmdCollect(const std::vector<std::string>& args) {
 }
 
 // `duet serve`: the merged view over HTTP — JSON API, dashboard, metrics (docs/api.md).
+// ---------------------------------------------------------------- serve
+
+struct ServeSetup {
+  std::string store_uri;
+  serve::HttpServerOptions http;
+  serve::ApiOptions api;
+  int64_t refresh_ms = 2000;
+  int64_t model_refresh_ms = 1000;
+};
+
+// One serving process: views and model caches, the HTTP server (on `listen_fd` when >= 0, the
+// master's socket), refreshes until SIGTERM/SIGINT. Writes one byte to `ready_fd` (when >= 0)
+// once it answers requests.
+int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
+  auto store = store::OpenStore(setup.store_uri);
+  if (!store.ok()) return Fail("serve", store.status());
+  serve::ViewCache cache(store->get(), NowMs);
+  serve::ServeProbe probe;
+  serve::ModelCache models(store->get(), &probe, NowMs);
+  const serve::ModelApi model_api(&models, &probe, serve::ModelApiOptions{});
+  const serve::Api api(&cache, &probe, setup.api, NowMs, &serve::EmbeddedAssets(), &model_api);
+  std::string last_error, last_model_error;
+  auto refresh_views = [&] {
+    const Status s = cache.Refresh();
+    const auto snap = cache.Current();
+    probe.Refreshed(s.ok(), snap.get(), NowMs());
+    if (!s.ok() && s.ToString() != last_error) {
+      Log(LogLevel::kWarn, "serve.refresh_failed", {{"error", s.ToString()}});
+    }
+    last_error = s.ok() ? std::string() : s.ToString();
+  };
+  auto refresh_model = [&] {
+    const int64_t before = models.health().served_version;
+    const Status s = models.Refresh();
+    if (!s.ok() && s.ToString() != last_model_error) {
+      Log(LogLevel::kWarn, "serve.model_load_failed", {{"error", s.ToString()}});
+    }
+    last_model_error = s.ok() ? std::string() : s.ToString();
+    const int64_t after = models.health().served_version;
+    if (after != before) {
+      Log(LogLevel::kInfo, "serve.model_loaded", {{"version", after}, {"previous", before}});
+    }
+  };
+  // A store that is not ready yet: served once it is (/readyz says so).
+  refresh_views();
+  refresh_model();
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  serve::HttpServerOptions ho = setup.http;
+  ho.listen_fd = listen_fd;
+  auto server =
+      serve::StartHttpServer(ho, [&api](const serve::HttpRequest& r) { return api.Handle(r); });
+  if (!server.ok()) return Fail("serve", server.status());
+  const std::string url = ServerUrl(ho.host, (*server)->port());
+  if (ready_fd >= 0) {
+    const char byte = 1;
+    (void)!::write(ready_fd, &byte, 1);
+    ::close(ready_fd);
+  } else {
+    Log(LogLevel::kInfo, "serve.listening",
+        {{"url", url}, {"store", setup.store_uri}, {"refresh_ms", setup.refresh_ms}});
+    std::printf("serve: dashboard at %s (API under %sv1/, metrics at %smetrics)\n", url.c_str(),
+                url.c_str(), url.c_str());
+    std::fflush(stdout);
+  }
+  using Clock = std::chrono::steady_clock;
+  auto next_views = Clock::now() + std::chrono::milliseconds(setup.refresh_ms);
+  auto next_model = Clock::now() + std::chrono::milliseconds(setup.model_refresh_ms);
+  while (!g_stop.load()) {
+    SleepUnlessStopped(std::min(next_views, next_model));
+    if (g_stop.load()) break;
+    if (Clock::now() >= next_views) {
+      next_views = Clock::now() + std::chrono::milliseconds(setup.refresh_ms);
+      refresh_views();
+    }
+    if (Clock::now() >= next_model) {
+      next_model = Clock::now() + std::chrono::milliseconds(setup.model_refresh_ms);
+      refresh_model();
+    }
+  }
+  Log(LogLevel::kInfo, "serve.stopping", {{"pid", static_cast<int64_t>(::getpid())}});
+  (*server)->Stop(10'000);
+  Log(LogLevel::kInfo, "serve.stop", {{"pid", static_cast<int64_t>(::getpid())}});
+  return kExitOk;
+}
+
+// A listening TCP socket on host:port with SO_REUSEPORT, so that one per worker slot can share
+// the port and the kernel spreads connections over them.
+Result<int> ListenReusePort(const std::string& host, int port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(),
+                       &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in6);
+  } else {
+    return Status::InvalidArgument("--listen: host '" + host +
+                                   "' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)");
+  }
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Unavailable(std::string("socket: ") + std::strerror(errno));
+  const int one = 1;
+  const std::string where = host + ":" + std::to_string(port);
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+    const Status s =
+        Status::Unavailable("cannot listen on " + where + ": " + std::strerror(errno));
+    ::close(fd);
+    return s;
+  }
+  return fd;
+}
+
+int BoundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  return ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                  : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+// The prefork master (gunicorn's arbiter): binds one SO_REUSEPORT socket per worker slot, forks
+// a worker per slot, restarts a worker that dies, replaces every worker on SIGHUP (the new one
+// must be ready before the old one is told to stop, and the socket stays open throughout, so no
+// connection is refused), and stops them all on SIGTERM/SIGINT. The master itself stays single
+// threaded and never touches the store, XGBoost or Asio: workers start from a clean state.
+int ServeMaster(const ServeSetup& setup, int workers) {
+  struct Worker {
+    pid_t pid = -1;
+    int slot = 0;
+    int generation = 0;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::vector<int> fds;
+  int port = setup.http.port;
+  for (int i = 0; i < workers; ++i) {
+    auto fd = ListenReusePort(setup.http.host, port);
+    if (!fd.ok()) {
+      for (const int f : fds) ::close(f);
+      return Fail("serve", fd.status());
+    }
+    fds.push_back(*fd);
+    port = BoundPort(*fd);
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  for (const int sig : {SIGCHLD, SIGHUP, SIGTERM, SIGINT}) sigaddset(&set, sig);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  const pid_t master = ::getpid();
+  std::vector<Worker> live;  // every worker process not reaped yet
+  int generation = 1;
+
+  // Forks the worker of `slot`; returns its pid and the read end of its readiness pipe.
+  auto spawn = [&](int slot, int gen, int* ready_read) -> pid_t {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+    std::fflush(stdout);
+    std::fflush(stderr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(p[0]);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != master) _exit(kExitFailure);
+      sigprocmask(SIG_UNBLOCK, &set, nullptr);
+      std::signal(SIGHUP, SIG_IGN);
+      std::signal(SIGPIPE, SIG_IGN);  // a respawned worker's readiness pipe has no reader
+      for (int i = 0; i < static_cast<int>(fds.size()); ++i) {
+        if (i != slot) ::close(fds[static_cast<size_t>(i)]);
+      }
+      const int rc = ServeProcess(setup, fds[static_cast<size_t>(slot)], p[1]);
+      std::fflush(stdout);
+      _exit(rc);
+    }
+    ::close(p[1]);
+    if (pid < 0) {
+      ::close(p[0]);
+      return -1;
+    }
+    *ready_read = p[0];
+    live.push_back({pid, slot, gen, std::chrono::steady_clock::now()});
+    Log(LogLevel::kInfo, "serve.worker_started",
+        {{"pid", static_cast<int64_t>(pid)}, {"slot", slot}, {"generation", gen}});
+    return pid;
+  };
+  // Waits until every pipe has said ready (or closed: the worker died), up to `timeout`.
+  auto wait_ready = [](std::vector<int> pipes, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    size_t ready = 0;
+    std::vector<pollfd> pfds;
+    for (const int p : pipes) pfds.push_back({p, POLLIN, 0});
+    size_t pending = pfds.size();
+    while (pending > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      if (::poll(pfds.data(), pfds.size(), static_cast<int>(left.count())) <= 0) continue;
+      for (pollfd& f : pfds) {
+        if (f.fd < 0 || f.revents == 0) continue;
+        char b = 0;
+        if (::read(f.fd, &b, 1) == 1) ++ready;
+        ::close(f.fd);
+        f.fd = -1;
+        --pending;
+      }
+    }
+    for (const pollfd& f : pfds) {
+      if (f.fd >= 0) ::close(f.fd);
+    }
+    return ready;
+  };
+  auto signal_generation = [&](int gen, int sig) {
+    for (const Worker& w : live) {
+      if (w.generation == gen) ::kill(w.pid, sig);
+    }
+  };
+
+  std::vector<int> pipes;
+  for (int slot = 0; slot < workers; ++slot) {
+    int r = -1;
+    if (spawn(slot, generation, &r) > 0) pipes.push_back(r);
+  }
+  const size_t started = wait_ready(pipes, std::chrono::seconds(60));
+  const std::string url = ServerUrl(setup.http.host, port);
+  if (started < static_cast<size_t>(workers)) {
+    signal_generation(generation, SIGKILL);
+    return Fail("serve", Status::Unavailable(std::to_string(workers - static_cast<int>(started)) +
+                                             " of " + std::to_string(workers) +
+                                             " workers did not start (see their log lines)"));
+  }
+  Log(LogLevel::kInfo, "serve.listening",
+      {{"url", url}, {"store", setup.store_uri}, {"workers", workers},
+       {"master_pid", static_cast<int64_t>(master)}});
+  std::printf("serve: dashboard at %s (API under %sv1/, metrics at %smetrics); %d workers, "
+              "master pid %d (SIGHUP: graceful restart)\n",
+              url.c_str(), url.c_str(), url.c_str(), workers, static_cast<int>(master));
+  std::fflush(stdout);
+
+  bool stopping = false;
+  int exit_code = kExitOk;
+  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> respawn;  // slot, when
+  auto reap = [&] {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      const auto it = std::find_if(live.begin(), live.end(), [&](const Worker& w) { return w.pid == pid; });
+      if (it == live.end()) continue;
+      const Worker w = *it;
+      live.erase(it);
+      const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      Log(clean ? LogLevel::kInfo : LogLevel::kWarn, "serve.worker_exited",
+          {{"pid", static_cast<int64_t>(pid)},
+           {"slot", w.slot},
+           {"generation", w.generation},
+           {"status", WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                        : "signal " + std::to_string(WTERMSIG(status))}});
+      if (!stopping && w.generation == generation) {
+        // A worker of the current generation died: start another, not in a tight loop.
+        const bool quick = std::chrono::steady_clock::now() - w.started < std::chrono::seconds(5);
+        respawn.emplace_back(w.slot, std::chrono::steady_clock::now() +
+                                         (quick ? std::chrono::seconds(1) : std::chrono::seconds(0)));
+      }
+    }
+  };
+  std::chrono::steady_clock::time_point stop_deadline;
+  while (true) {
+    if (stopping && live.empty()) break;
+    timespec timeout{0, 200'000'000};
+    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig == SIGCHLD) reap();
+    if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+      stopping = true;
+      Log(LogLevel::kInfo, "serve.master_stopping", {{"workers", static_cast<int64_t>(live.size())}});
+      for (const Worker& w : live) ::kill(w.pid, SIGTERM);
+      stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    }
+    if (stopping) {
+      reap();
+      if (std::chrono::steady_clock::now() > stop_deadline) {
+        for (const Worker& w : live) ::kill(w.pid, SIGKILL);
+        exit_code = kExitFailure;
+      }
+      continue;
+    }
+    if (sig == SIGHUP) {
+      // Graceful restart: a new generation first, the old one stops once the new one is ready.
+      const int old = generation;
+      ++generation;
+      Log(LogLevel::kInfo, "serve.reload", {{"generation", generation}});
+      std::vector<int> ready_pipes;
+      for (int slot = 0; slot < workers; ++slot) {
+        int r = -1;
+        if (spawn(slot, generation, &r) > 0) ready_pipes.push_back(r);
+      }
+      const size_t ok = wait_ready(ready_pipes, std::chrono::seconds(60));
+      if (ok < static_cast<size_t>(workers)) {
+        Log(LogLevel::kError, "serve.reload_failed",
+            {{"ready", static_cast<int64_t>(ok)}, {"workers", workers}});
+        signal_generation(generation, SIGTERM);  // keep serving with the old generation
+        generation = old;
+      } else {
+        signal_generation(old, SIGTERM);
+        Log(LogLevel::kInfo, "serve.reloaded", {{"generation", generation}});
+      }
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = respawn.begin(); it != respawn.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      int r = -1;
+      if (spawn(it->first, generation, &r) > 0) ::close(r);
+      it = respawn.erase(it);
+    }
+  }
+  for (const int f : fds) ::close(f);
+  Log(LogLevel::kInfo, "serve.stop", {{"master_pid", static_cast<int64_t>(master)}});
+  return exit_code;
+}
+
 int CmdServe(const std::vector<std::string>& args) {
   Config c;
   c.Define("store", "sqlite:duet.sqlite", "store URI to serve (sqlite:PATH or mongodb://…)");
   c.Define("listen", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port)");
-  c.Define("threads", "0", "HTTP threads (0 = number of cores)");
+  c.Define("workers", std::to_string(DefaultThreads()),
+           "worker processes (0: serve from this process, no master)");
+  c.Define("threads", "0", "HTTP threads per worker (0: 1 with workers, else one per core)");
   c.Define("refresh", "2s", "how often the views are read again from the store");
+  c.Define("model-refresh", "1s", "how often the registry is checked for a newly promoted model");
   c.Define("max-body", "1048576", "largest request body in bytes; larger ones get 413");
   c.Define("request-timeout", "10s", "a request must arrive whole within this long");
   c.Define("max-in-flight", "4096", "requests handled at once; more get 429");
   c.Define("srm-threshold", "0.001", "p-value below which a sample-ratio mismatch is reported");
   if (int rc = ParseOrHelp("serve",
                            "Serves the merged view (batch up to its high-water mark, speed after) "
-                           "as a JSON API, a dashboard at / and Prometheus metrics.",
+                           "as a JSON API, a dashboard at /, predictions of the current model "
+                           "and Prometheus metrics.",
                            &c, args);
       rc >= 0) {
     return rc;
   }
-  serve::HttpServerOptions ho;
+  ServeSetup setup;
+  serve::HttpServerOptions& ho = setup.http;
   uint16_t port = 0;
   if (Status s = ParseHostPort("listen", c.String("listen"), &ho.host, &port); !s.ok()) {
     return Fail("serve", s);
   }
   ho.port = port;
+  auto workers = c.Int("workers", 0, 256);
   auto threads = c.Int("threads", 0, 256);
   auto refresh = c.DurationMs("refresh");
+  auto model_refresh = c.DurationMs("model-refresh");
   auto max_body = c.Int("max-body", 1, 1LL << 30);
   auto timeout = c.DurationMs("request-timeout");
   auto in_flight = c.Int("max-in-flight", 1, 1'000'000);
-  for (const Status& s : {threads.status(), refresh.status(), max_body.status(), timeout.status(),
+  for (const Status& s : {workers.status(), threads.status(), refresh.status(),
+                          model_refresh.status(), max_body.status(), timeout.status(),
                           in_flight.status()}) {
     if (!s.ok()) return Fail("serve", s);
   }
-  if (*refresh < 100) {
-    return Fail("serve", Status::InvalidArgument("--refresh: " + c.String("refresh") +
-                                                 " is too short; expected at least 100ms"));
+  if (*refresh < 100 || *model_refresh < 100) {
+    return Fail("serve", Status::InvalidArgument(
+                             "--refresh " + c.String("refresh") + ", --model-refresh " +
+                             c.String("model-refresh") + ": expected at least 100ms each"));
   }
   if (*timeout < 1 || *timeout > 3'600'000) {
     return Fail("serve",
@@ -1177,52 +1543,21 @@ int CmdServe(const std::vector<std::string>& args) {
     return Fail("serve", Status::InvalidArgument("--srm-threshold: '" + srm_text +
                                                  "' is not a p-value in (0, 1), e.g. 0.001"));
   }
-  ho.threads = static_cast<size_t>(*threads);
+  ho.threads = static_cast<size_t>(*threads == 0 && *workers > 0 ? 1 : *threads);
   ho.max_body_bytes = static_cast<size_t>(*max_body);
   ho.request_timeout_ms = static_cast<int>(*timeout);
   ho.max_in_flight = static_cast<size_t>(*in_flight);
-  auto store = store::OpenStore(c.String("store"));
-  if (!store.ok()) return Fail("serve", store.status());
-  serve::ViewCache cache(store->get(), NowMs);
-  serve::ServeProbe probe;
-  serve::ApiOptions ao;
-  ao.refresh_ms = *refresh;
-  ao.max_staleness_ms = 3 * *refresh;
-  ao.srm_threshold = srm;
-  const serve::Api api(&cache, &probe, ao, NowMs, &serve::EmbeddedAssets());
-  std::string last_error;
-  auto refresh_views = [&] {
-    const Status s = cache.Refresh();
-    const auto snap = cache.Current();
-    probe.Refreshed(s.ok(), snap.get(), NowMs());
-    if (!s.ok() && s.ToString() != last_error) {
-      Log(LogLevel::kWarn, "serve.refresh_failed", {{"error", s.ToString()}});
-    }
-    last_error = s.ok() ? std::string() : s.ToString();
-  };
-  refresh_views();  // a store that is not ready yet: served once it is (/readyz says so)
-  std::signal(SIGTERM, OnStopSignal);
-  std::signal(SIGINT, OnStopSignal);
-  auto server =
-      serve::StartHttpServer(ho, [&api](const serve::HttpRequest& r) { return api.Handle(r); });
-  if (!server.ok()) return Fail("serve", server.status());
-  const std::string url = ServerUrl(ho.host, (*server)->port());
-  Log(LogLevel::kInfo, "serve.listening",
-      {{"url", url}, {"store", c.String("store")}, {"refresh_ms", *refresh}});
-  std::printf("serve: dashboard at %s (API under %sv1/, metrics at %smetrics)\n", url.c_str(),
-              url.c_str(), url.c_str());
-  std::fflush(stdout);
-  auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*refresh);
-  while (!g_stop.load()) {
-    SleepUnlessStopped(next);
-    if (g_stop.load()) break;
-    next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*refresh);
-    refresh_views();
-  }
-  Log(LogLevel::kInfo, "serve.stopping", {});
-  (*server)->Stop(5000);
-  Log(LogLevel::kInfo, "serve.stop", {});
-  return kExitOk;
+  // Shorter than nginx's upstream keepalive_timeout is not needed: the drain answers what
+  // arrives, then closes (deploy/nginx/duet.conf).
+  ho.drain_ms = 1000;
+  setup.store_uri = c.String("store");
+  setup.refresh_ms = *refresh;
+  setup.model_refresh_ms = *model_refresh;
+  setup.api.refresh_ms = *refresh;
+  setup.api.max_staleness_ms = 3 * *refresh;
+  setup.api.srm_threshold = srm;
+  if (*workers == 0) return ServeProcess(setup, -1, -1);
+  return ServeMaster(setup, static_cast<int>(*workers));
 }
 
 int CmdArchive(const std::vector<std::string>& args) {
@@ -1322,6 +1657,222 @@ int CmdArchive(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// ---------------------------------------------------------------- train, models
+
+int CmdTrain(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("input", "",
+           "master dataset, as for duet batch: a folder, one NDJSON file, or a MongoDB "
+           "collection of raw beacons");
+  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
+  c.Define("threads", std::to_string(DefaultThreads()), "threads for reading and training");
+  c.Define("session-gap", "30m", "a gap longer than this starts a new session");
+  c.Define("holdout", "0.2", "share of the examples, the latest sessions, held out for evaluation");
+  c.Define("rounds", "100", "boosting rounds");
+  c.Define("max-depth", "4", "tree depth");
+  c.Define("eta", "0.1", "learning rate");
+  c.Define("seed", "42", "random seed (training is deterministic for a seed and thread count)");
+  c.Define("force", "false", "promote even if the current model does better on this holdout",
+           true);
+  c.Define("no-promote", "false", "register the new version without promoting it", true);
+  if (int rc = ParseOrHelp("train",
+                           "Trains the conversion-propensity model from the batch layer's "
+                           "sessions, evaluates it on a time-based holdout and registers it in "
+                           "the store; promotes it unless it is worse than the current model.",
+                           &c, args);
+      rc >= 0) {
+    return rc;
+  }
+  if (Status s = c.Require("input"); !s.ok()) return Fail("train", s);
+  auto threads = c.Int("threads", 1, 256);
+  auto gap = c.DurationMs("session-gap");
+  auto holdout = c.Double("holdout", 0.01, 0.9);
+  auto rounds = c.Int("rounds", 1, 100'000);
+  auto depth = c.Int("max-depth", 1, 64);
+  auto eta = c.Double("eta", 1e-6, 1);
+  auto seed = c.Int("seed", 0, INT64_MAX);
+  for (const Status& s : {threads.status(), gap.status(), holdout.status(), rounds.status(),
+                          depth.status(), eta.status(), seed.status()}) {
+    if (!s.ok()) return Fail("train", s);
+  }
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail("train", store.status());
+
+  const auto start = std::chrono::steady_clock::now();
+  auto since = [&start] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  batch::BatchOptions opt;
+  std::unique_ptr<mongoraw::RawCollection> raw;
+  if (Status s = ResolveBatchInput(c.String("input"), &opt, &raw); !s.ok()) {
+    return Fail("train", s);
+  }
+  opt.threads = static_cast<int>(*threads);
+  opt.session_gap_ms = *gap;
+  opt.progress = BatchProgressLogger("train.progress");
+  model::ExampleCollector collector(opt.threads, *gap);
+  opt.on_visitor = [&collector](int t, const core::Catalog& catalog,
+                                std::span<const core::Event> events) {
+    collector.Visitor(t, catalog, events);
+  };
+  Log(LogLevel::kInfo, "train.start", {{"input", c.String("input")}, {"store", c.String("store")}});
+  batch::BatchStats stats;
+  auto views = batch::RunBatch(opt, nullptr, &stats);
+  if (!views.ok()) return Fail("train", views.status());
+  const double read_s = since();
+  auto set = model::BuildTrainingSet(collector.Rows(), *holdout);
+  if (!set.ok()) return Fail("train", set.status());
+  std::printf("train: %" PRId64 " lines, %zu visitors -> %zu examples (%zu features): %zu for "
+              "training (sessions from %s to %s), %zu held out (%s to %s) [%.1f s]\n",
+              views->input.lines, collector.visitors(), set->train.rows() + set->holdout.rows(),
+              set->encoder.size(), set->train.rows(),
+              UtcTimeString(set->train_window.from_ms).c_str(),
+              UtcTimeString(set->train_window.to_ms).c_str(), set->holdout.rows(),
+              UtcTimeString(set->holdout_window.from_ms).c_str(),
+              UtcTimeString(set->holdout_window.to_ms).c_str(), read_s);
+  std::fflush(stdout);
+  model::TrainOptions to;
+  to.rounds = static_cast<int>(*rounds);
+  to.max_depth = static_cast<int>(*depth);
+  to.eta = *eta;
+  to.threads = static_cast<int>(*threads);
+  to.seed = static_cast<uint64_t>(*seed);
+  model::RegisterOptions ro;
+  ro.input = c.String("input");
+  ro.session_gap_ms = *gap;
+  ro.now_ms = NowMs();
+  ro.force = c.Bool("force");
+  ro.no_promote = c.Bool("no-promote");
+  Log(LogLevel::kInfo, "train.fit",
+      {{"rows", static_cast<int64_t>(set->train.rows())}, {"rounds", to.rounds}});
+  auto out = model::TrainAndRegister(*set, to, ro, store->get());
+  if (!out.ok()) return Fail("train", out.status());
+  const model::Evaluation& e = out->holdout;
+  Log(LogLevel::kInfo, "train.done",
+      {{"version", out->info.version},
+       {"promoted", out->promoted},
+       {"holdout_auc", e.auc},
+       {"holdout_log_loss", e.log_loss},
+       {"seconds", since()}});
+  std::printf("train: holdout AUC %.4f, log-loss %.4f, %" PRId64 " of %" PRId64
+              " examples converted (%.2f %%) [%.1f s]\n",
+              e.auc, e.log_loss, e.positives, e.rows,
+              e.rows > 0 ? 100.0 * static_cast<double>(e.positives) / static_cast<double>(e.rows)
+                         : 0.0,
+              since());
+  std::printf("train: calibration (predicted -> observed):");
+  for (const model::CalibrationBin& b : e.calibration) {
+    if (b.count > 0) {
+      std::printf(" %.2f->%.2f (%" PRId64 ")", b.mean_predicted, b.observed_rate, b.count);
+    }
+  }
+  std::printf("\ntrain: version %" PRId64 " registered in %s; %s\n", out->info.version,
+              c.String("store").c_str(), out->decision.c_str());
+  return kExitOk;
+}
+
+int CmdModels(const std::vector<std::string>& args) {
+  const std::string usage =
+      "usage: duet models list|export|promote [options]\n"
+      "  list                            the registered versions; * marks the current one\n"
+      "  export --version N --out DIR    write DIR/model.ubj (XGBoost) and DIR/meta.json\n"
+      "  promote --version N             make version N current (a rollback, or a forced "
+      "promotion)\n";
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::printf("%s", usage.c_str());
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  const std::string action = args[0];
+  if (action != "list" && action != "export" && action != "promote") {
+    std::fprintf(stderr, "duet models: unknown action '%s'\n%s", action.c_str(), usage.c_str());
+    return kExitUsage;
+  }
+  Config c;
+  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
+  c.Define("json", "false", "list as JSON", true);
+  if (action != "list") c.Define("version", "", "model version");
+  if (action == "export") c.Define("out", "", "folder to write model.ubj and meta.json into");
+  if (int rc = ParseOrHelp("models " + action, usage, &c,
+                           std::vector<std::string>(args.begin() + 1, args.end()));
+      rc >= 0) {
+    return rc;
+  }
+  const std::string cmd = "models " + action;
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail(cmd, store.status());
+  auto current = (*store)->CurrentModel();
+  if (!current.ok()) return Fail(cmd, current.status());
+  if (action == "list") {
+    auto list = (*store)->ListModels();
+    if (!list.ok()) return Fail(cmd, list.status());
+    if (c.Bool("json")) {
+      Json j;
+      j.Open().Key("current");
+      if (*current == 0) {
+        j.Null();
+      } else {
+        j.Int(*current);
+      }
+      j.Key("versions").OpenArray();
+      for (const store::ModelInfo& m : *list) {
+        j.Open().Key("version").Int(m.version).Key("created_at").Str(UtcTimeString(m.created_ms));
+        j.Key("metadata").Raw(m.metadata);
+        j.Close();
+      }
+      j.CloseArray().Close();
+      std::printf("%s\n", j.Take().c_str());
+      return kExitOk;
+    }
+    if (list->empty()) {
+      std::printf("no model registered in %s; run duet train\n", c.String("store").c_str());
+      return kExitOk;
+    }
+    std::printf("  version  created_at                holdout_auc  holdout_rows  training\n");
+    for (const store::ModelInfo& m : *list) {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      double auc = NAN;
+      int64_t rows = 0;
+      std::string_view from, to;
+      if (parser.parse(m.metadata).get(doc) == simdjson::SUCCESS) {
+        if (auto v = doc["holdout"]["auc"].get_double(); !v.error()) auc = v.value_unsafe();
+        if (auto v = doc["holdout"]["rows"].get_int64(); !v.error()) rows = v.value_unsafe();
+        if (auto v = doc["training"]["from"].get_string(); !v.error()) from = v.value_unsafe();
+        if (auto v = doc["training"]["to"].get_string(); !v.error()) to = v.value_unsafe();
+      }
+      std::printf("%s %7" PRId64 "  %-24s  %11.4f  %12" PRId64 "  %.*s .. %.*s\n",
+                  m.version == *current ? "*" : " ", m.version,
+                  UtcTimeString(m.created_ms).c_str(), auc, rows, static_cast<int>(from.size()),
+                  from.data(), static_cast<int>(to.size()), to.data());
+    }
+    return kExitOk;
+  }
+  if (Status s = c.Require("version"); !s.ok()) return Fail(cmd, s);
+  auto version = c.Int("version", 1, INT64_MAX);
+  if (!version.ok()) return Fail(cmd, version.status());
+  if (action == "promote") {
+    if (Status s = (*store)->PromoteModel(*version, *current); !s.ok()) return Fail(cmd, s);
+    std::printf("models: version %" PRId64 " is current (was %" PRId64 ")\n", *version,
+                *current);
+    return kExitOk;
+  }
+  if (Status s = c.Require("out"); !s.ok()) return Fail(cmd, s);
+  auto m = (*store)->ReadModel(*version);
+  if (!m.ok()) return Fail(cmd, m.status());
+  namespace fs = std::filesystem;
+  const fs::path out(c.String("out"));
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) return Fail(cmd, Status::IoError(out.string() + ": " + ec.message()));
+  for (const auto& [name, bytes] : {std::pair<std::string, const std::string*>{"model.ubj", &m->bytes},
+                                    {"meta.json", &m->info.metadata}}) {
+    if (Status s = WriteFileAtomic((out / name).string(), *bytes); !s.ok()) return Fail(cmd, s);
+  }
+  std::printf("models: version %" PRId64 " -> %s/model.ubj, %s/meta.json\n", *version,
+              out.string().c_str(), out.string().c_str());
+  return kExitOk;
+}
+
 void Usage() {
   std::printf(
       "duet %s — Lambda-architecture clickstream engine\n\n"
@@ -1333,7 +1884,9 @@ void Usage() {
       "  stream      the speed layer: micro-batches over a log, exactly once (--drain to finish)\n"
       "  collect     HTTP collector: POST /v1/beacons into Kafka, keyed by visitor\n"
       "  archive     copy a Kafka topic into the master dataset, exactly once\n"
-      "  serve       HTTP API, A/B statistics and live dashboard over a store\n"
+      "  serve       HTTP API, A/B statistics, live dashboard and predictions over a store\n"
+      "  train       train the conversion model from the master dataset and register it\n"
+      "  models      list, export or promote registered model versions\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -1359,7 +1912,7 @@ int main(int argc, char** argv) {
           {"demo", CmdDemo},     {"generate", CmdGenerate}, {"batch", CmdBatch},
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
           {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
-          {"serve", CmdServe},
+          {"serve", CmdServe},   {"train", CmdTrain},       {"models", CmdModels},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

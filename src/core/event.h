@@ -20,6 +20,7 @@ struct Event {
   double value = 0;     // only read for conversions
   TagSetId tags = kEmptyTagSet;
   beacon::BeaconType type = beacon::BeaconType::kInteraction;
+  uint8_t context = 0;  // interaction kind, device and referrer class (features.h); model only
 };
 
 // The order of events inside a visitor: (ts, id bytewise).

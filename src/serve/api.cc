@@ -16,6 +16,7 @@
 #include <set>
 
 #include "report/report.h"
+#include "serve/model_api.h"
 #include "stats/ab.h"
 #include "util/json_writer.h"
 
@@ -24,100 +25,8 @@ namespace {
 
 constexpr int64_t kHourMs = 3'600'000;
 
-// ------------------------------------------------------------------ JSON building
 
-// A JSON text written in order; commas are placed by the writer.
-class Json {
- public:
-  Json& Open() { return Begin('{'); }
-  Json& Close() { return End('}'); }
-  Json& OpenArray() { return Begin('['); }
-  Json& CloseArray() { return End(']'); }
-  Json& Key(std::string_view k) {
-    Comma();
-    AppendJsonString(&s_, k);
-    s_.push_back(':');
-    after_key_ = true;
-    return *this;
-  }
-  Json& Str(std::string_view v) {
-    Comma();
-    AppendJsonString(&s_, v);
-    return *this;
-  }
-  Json& StrOrNull(const std::optional<std::string>& v) { return v ? Str(*v) : Null(); }
-  Json& Int(int64_t v) {
-    Comma();
-    AppendJsonInt(&s_, v);
-    return *this;
-  }
-  Json& Num(double v) {  // NaN and infinities become null
-    Comma();
-    AppendJsonDouble(&s_, v);
-    return *this;
-  }
-  Json& Bool(bool v) {
-    Comma();
-    s_ += v ? "true" : "false";
-    return *this;
-  }
-  Json& Null() {
-    Comma();
-    s_ += "null";
-    return *this;
-  }
-  // Object fields written by another function (`"a":1,"b":2,`, a trailing comma allowed).
-  Json& Fields(const std::string& fields) {
-    Comma();
-    std::string_view f = fields;
-    if (!f.empty() && f.back() == ',') f.remove_suffix(1);
-    s_ += f;
-    return *this;
-  }
-  std::string Take() { return std::move(s_); }
-
- private:
-  Json& Begin(char c) {
-    Comma();
-    s_.push_back(c);
-    first_ = true;
-    return *this;
-  }
-  Json& End(char c) {
-    s_.push_back(c);
-    first_ = false;
-    return *this;
-  }
-  void Comma() {
-    if (after_key_) {
-      after_key_ = false;
-      first_ = false;
-      return;
-    }
-    if (!first_ && !s_.empty()) s_.push_back(',');
-    first_ = false;
-  }
-
-  std::string s_;
-  bool first_ = true;
-  bool after_key_ = false;
-};
-
-std::string TimeString(int64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const int frac = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
-  if (frac == 0) {
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  } else {
-    char base[32];
-    std::strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf, sizeof(buf), "%s.%03dZ", base, frac);
-  }
-  return buf;
-}
+std::string TimeString(int64_t ms) { return UtcTimeString(ms); }
 
 HttpResponse JsonResponse(std::string body) {
   HttpResponse r;
@@ -741,11 +650,33 @@ struct ServeProbe::Impl {
           .Name("duet_bad_rows")
           .Help("Bad rows in the served views' input accounting, by reason")
           .Register(*registry);
+  prometheus::Counter& predictions = prometheus::BuildCounter()
+                                        .Name("duet_model_predictions_total")
+                                        .Help("Rows scored by POST /v1/predict")
+                                        .Register(*registry)
+                                        .Add({});
+  prometheus::Family<prometheus::Counter>& model_loads =
+      prometheus::BuildCounter()
+          .Name("duet_model_loads_total")
+          .Help("Loads of a newly promoted model version, by result")
+          .Register(*registry);
+  prometheus::Gauge& model_version = prometheus::BuildGauge()
+                                         .Name("duet_model_version")
+                                         .Help("The model version served (0: none)")
+                                         .Register(*registry)
+                                         .Add({});
   std::mutex mu;  // Text
 };
 
 ServeProbe::ServeProbe() : impl_(std::make_unique<Impl>()) {}
 ServeProbe::~ServeProbe() = default;
+
+void ServeProbe::Predicted(int64_t rows) { impl_->predictions.Increment(static_cast<double>(rows)); }
+
+void ServeProbe::ModelLoaded(bool ok, int64_t version) {
+  impl_->model_loads.Add({{"result", ok ? "ok" : "error"}}).Increment();
+  impl_->model_version.Set(static_cast<double>(version));
+}
 
 void ServeProbe::Request(std::string_view route, int status, double seconds) {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
@@ -778,12 +709,14 @@ std::string ServeProbe::Text(int64_t now_ms, int64_t loaded_ms) {
 // ------------------------------------------------------------------ routing
 
 Api::Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
-         std::function<int64_t()> now_ms, const std::vector<Asset>* assets)
+         std::function<int64_t()> now_ms, const std::vector<Asset>* assets,
+         const ModelApi* models)
     : cache_(cache),
       probe_(probe),
       options_(options),
       now_ms_(std::move(now_ms)),
-      assets_(assets) {}
+      assets_(assets),
+      models_(models) {}
 
 HttpResponse Api::Handle(const HttpRequest& request) const {
   const auto start = std::chrono::steady_clock::now();
@@ -866,6 +799,11 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     return JsonResponse("{\"status\":\"ready\"}");
   }
 
+  if (models_ != nullptr && (path == "/v1/predict" || path == "/v1/models")) {
+    *route = path;
+    return models_->Handle(req, path);
+  }
+
   // The JSON API: every route needs views.
   std::string_view rest = path;
   std::string id;
@@ -899,7 +837,8 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     return Problem(404, "no route " + path +
                             "; see /openapi.json (routes: /v1/experiments, "
                             "/v1/experiments/{id}/report, /v1/experiments/{id}/timeseries, "
-                            "/v1/uniques, /v1/status, /healthz, /readyz, /metrics, /)");
+                            "/v1/uniques, /v1/status, /v1/predict, /v1/models, /healthz, /readyz, "
+                            "/metrics, /)");
   }
   if (auto bad = method_ok()) return *bad;
   std::optional<HttpResponse> bad;

@@ -39,6 +39,10 @@ class ServeProbe {
   void Request(std::string_view route, int status, double seconds);
   // A refresh of the served views; `snapshot` is the one served after it.
   void Refreshed(bool ok, const Snapshot* snapshot, int64_t now_ms);
+  // Rows scored by POST /v1/predict.
+  void Predicted(int64_t rows);
+  // A model load by the ModelCache; `version` is the one served after it (0: none).
+  void ModelLoaded(bool ok, int64_t version);
   // The Prometheus text exposition of every metric.
   std::string Text(int64_t now_ms, int64_t loaded_ms);
 
@@ -54,11 +58,15 @@ struct ApiOptions {
   int64_t max_staleness_ms = 6000;
 };
 
+class ModelApi;
+
 class Api {
  public:
   // `cache`, `probe` must outlive the Api. `now_ms`: the wall clock (simulated in tests).
+  // `models` (may be null: no model routes) answers /v1/predict and /v1/models.
   Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
-      std::function<int64_t()> now_ms, const std::vector<Asset>* assets);
+      std::function<int64_t()> now_ms, const std::vector<Asset>* assets,
+      const ModelApi* models = nullptr);
 
   // Thread-safe.
   HttpResponse Handle(const HttpRequest& request) const;
@@ -71,6 +79,7 @@ class Api {
   const ApiOptions options_;
   const std::function<int64_t()> now_ms_;
   const std::vector<Asset>* const assets_;
+  const ModelApi* const models_;
 };
 
 }  // namespace duet::serve

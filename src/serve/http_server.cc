@@ -93,11 +93,16 @@ class Server final : public HttpServer {
     }
     const tcp::endpoint endpoint(address, static_cast<uint16_t>(options_.port));
     const std::string where = options_.host + ":" + std::to_string(options_.port);
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Unavailable("cannot listen on " + where + ": " + ec.message());
+    if (options_.listen_fd >= 0) {
+      acceptor_.assign(endpoint.protocol(), options_.listen_fd, ec);
+      if (ec) return Status::Unavailable("cannot accept on the inherited socket: " + ec.message());
+    } else {
+      acceptor_.open(endpoint.protocol(), ec);
+      if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor_.bind(endpoint, ec);
+      if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) return Status::Unavailable("cannot listen on " + where + ": " + ec.message());
+    }
     port_ = acceptor_.local_endpoint().port();
     asio::post(acceptor_.get_executor(), [this] { Accept(); });
     for (size_t i = 0; i < options_.threads; ++i) {
@@ -119,12 +124,18 @@ class Server final : public HttpServer {
       beast::error_code ec;
       acceptor_.close(ec);
       retry_.cancel();
-      // Idle connections (waiting for a next request) are closed; a request in progress is
-      // answered first (with Connection: close).
-      std::lock_guard<std::mutex> l(sessions_mu_);
-      for (const auto& weak : sessions_) {
-        if (auto s = weak.lock()) s->Close();
-      }
+      // Idle connections (waiting for a next request) are closed — after the drain time, during
+      // which a request that arrives is still answered (with Connection: close); a request in
+      // progress is answered first.
+      auto close_idle = [this] {
+        std::lock_guard<std::mutex> l(sessions_mu_);
+        for (const auto& weak : sessions_) {
+          if (auto s = weak.lock()) s->Close();
+        }
+      };
+      if (options_.drain_ms <= 0) return close_idle();
+      retry_.expires_after(std::chrono::milliseconds(options_.drain_ms));
+      retry_.async_wait([close_idle](beast::error_code) { close_idle(); });
     });
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
     while (std::chrono::steady_clock::now() < deadline && open_.load() > 0) {
@@ -220,7 +231,7 @@ void Session::Close() {
 }
 
 void Session::Read() {
-  if (server_->stopping()) {
+  if (server_->stopping() && server_->options().drain_ms <= 0) {
     stream_.close();
     server_->Untrack(weak_from_this());
     return;
@@ -231,8 +242,11 @@ void Session::Read() {
   // The first request of a connection must arrive within the request timeout; a next one within
   // the idle timeout (then the request timeout applies to the rest of it — simplified: the whole
   // read is bounded by the idle timeout for keep-alive requests).
-  stream_.expires_after(std::chrono::milliseconds(first_ ? server_->options().request_timeout_ms
-                                                         : server_->options().idle_timeout_ms));
+  const int wait_ms = server_->stopping()
+                          ? std::min(server_->options().drain_ms, server_->options().idle_timeout_ms)
+                      : first_ ? server_->options().request_timeout_ms
+                               : server_->options().idle_timeout_ms;
+  stream_.expires_after(std::chrono::milliseconds(wait_ms));
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
 }

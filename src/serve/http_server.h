@@ -12,8 +12,9 @@
 //   one that does not deliver its next request within idle_timeout_ms too.
 // - HEAD is answered like GET without the body (Content-Length as for GET).
 // - Stop: stops accepting, lets requests in progress finish (each answered with
-//   "Connection: close"), closes idle connections, and returns when every thread has finished or
-//   `grace_ms` has passed (then remaining connections are cut).
+//   "Connection: close"), closes idle connections (after options.drain_ms, answering a request
+//   that arrives meanwhile with "Connection: close"), and returns when every thread has finished
+//   or `grace_ms` has passed (then remaining connections are cut).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +59,13 @@ struct HttpServerOptions {
   size_t max_in_flight = 4096;
   // Open connections; a connection beyond is closed at once after accept.
   size_t max_connections = 10'000;
+  // A socket already bound and listening to accept on (the prefork master's, inherited by a
+  // worker) instead of binding host:port; -1: bind. The server takes ownership.
+  int listen_fd = -1;
+  // On Stop, a kept-alive connection may still send one request (answered with
+  // "Connection: close") for this long before it is closed: a client that wrote a request just
+  // as the server began to stop gets an answer, not a reset. 0: close idle connections at once.
+  int drain_ms = 0;
 };
 
 class HttpServer {

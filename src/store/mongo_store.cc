@@ -37,6 +37,15 @@ constexpr const char* kBlobs = "duet_blobs";
 constexpr const char* kBadRows = "duet_bad_rows";
 constexpr const char* kScopes = "duet_speed_scopes";
 constexpr const char* kRecords = "duet_speed_records";
+constexpr const char* kModels = "duet_models";
+constexpr const char* kPromotions = "duet_model_promotions";
+
+// The owner and kind of the model files' chunks in duet_blobs.
+constexpr const char* kModelOwner = "model";
+constexpr const char* kModelKind = "model";
+// A registration that loses the race for a version number (another registration inserted it
+// first) tries the next one; after this many lost races it gives up with Aborted.
+constexpr int kModelVersionAttempts = 64;
 
 std::string Hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -531,6 +540,141 @@ class MongoStore final : public Store {
     });
   }
 
+  // ---- model registry (docs/mongodb.md): a document per version in duet_models, its file in
+  // duet_blobs chunks, a document per promotion in duet_model_promotions (the newest names the
+  // current version). Every change is an insert that the _id index lets one writer win: a
+  // conditional update is no compare-and-set on FerretDB, which runs it as a query and then an
+  // unconditional write.
+
+  Result<ModelInfo> RegisterModel(std::string_view metadata, std::string_view bytes,
+                                  int64_t created_ms) override {
+    // The registration's token, the same over every attempt. It names the file's chunks, which
+    // are written before the version exists (so a version is never visible without its bytes),
+    // and lets a retry recognize the version an attempt registered whose reply was lost.
+    const std::string token = NewToken();
+    bool retried = false;
+    return RetryResult<ModelInfo>([&]() -> Result<ModelInfo> {
+      Client c(pool_);
+      Colls k(this, c);
+      if (retried) {
+        Bson filter, found;
+        filter.Str("t", token);
+        bool exists = false;
+        DUET_RETURN_IF_ERROR(FindOne(k.models, filter, &found, &exists, "read the model registry"));
+        if (exists) return ModelInfoOf(View(found.get()));
+      }
+      retried = true;
+      int64_t chunks = 0;
+      DUET_RETURN_IF_ERROR(PutBlob(k.blobs, kModelOwner, 0, token, kModelKind, bytes, &chunks));
+      // The version is claimed by inserting it: the _id index admits one document per version,
+      // so of concurrent registrations that read the same greatest version exactly one wins it
+      // and the others read again — no transaction needed.
+      for (int attempt = 0; attempt < kModelVersionAttempts; ++attempt) {
+        int64_t greatest = 0;
+        DUET_RETURN_IF_ERROR(GreatestModelVersion(k.models, &greatest));
+        ModelInfo info{greatest + 1, created_ms, std::string(metadata)};
+        Bson doc;
+        doc.I64("_id", info.version)
+            .I64("created_ms", created_ms)
+            .Str("metadata", metadata)
+            .Str("t", token)
+            .I64("chunks", chunks)
+            .I64("size", static_cast<int64_t>(bytes.size()));
+        bson_error_t e;
+        if (mongoc_collection_insert_one(k.models, doc.get(), nullptr, nullptr, &e)) return info;
+        if (!DuplicateKey(e)) return Error(e, "register a model");
+      }
+      return Status::Aborted(
+          where_ + ": cannot register a model: lost the race for a version number " +
+          std::to_string(kModelVersionAttempts) + " times (too many concurrent registrations)");
+    });
+  }
+
+  Result<std::vector<ModelInfo>> ListModels() override {
+    return RetryResult<std::vector<ModelInfo>>([&]() -> Result<std::vector<ModelInfo>> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson opts, sort, projection;
+      sort.I64("_id", 1);
+      projection.I64("created_ms", 1).I64("metadata", 1);
+      opts.Doc("sort", sort).Doc("projection", projection);
+      std::vector<ModelInfo> out;
+      DUET_RETURN_IF_ERROR(Find(k.models, Bson(), opts, "list the models",
+                                [&](const View& v) { out.push_back(ModelInfoOf(v)); }));
+      return out;
+    });
+  }
+
+  Result<StoredModel> ReadModel(int64_t version) override {
+    return RetryResult<StoredModel>([&]() -> Result<StoredModel> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson doc;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(ReadModelDoc(k.models, version, &doc, &exists));
+      if (!exists) return ModelNotFound(version);
+      const View v(doc.get());
+      StoredModel m{ModelInfoOf(v), {}};
+      DUET_RETURN_IF_ERROR(ReadModelBytes(k.blobs, v, &m.bytes));
+      return m;
+    });
+  }
+
+  Result<int64_t> CurrentModel() override {
+    return RetryResult<int64_t>([&]() -> Result<int64_t> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson last;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(LastPromotion(k.promotions, &last, &exists));
+      return exists ? View(last.get()).I64("version") : int64_t{0};
+    });
+  }
+
+  Status PromoteModel(int64_t version, int64_t expected_current) override {
+    // The promotion's token, the same over every attempt: it lets a retry recognize the
+    // promotion an attempt made whose reply was lost.
+    const std::string token = NewToken();
+    bool retried = false;
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      if (retried) {
+        Bson filter, mine;
+        filter.Str("t", token);
+        bool done = false;
+        DUET_RETURN_IF_ERROR(FindOne(k.promotions, filter, &mine, &done, "read the promotions"));
+        if (done) return Status::Ok();
+      }
+      retried = true;
+      Bson last;
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(LastPromotion(k.promotions, &last, &exists));
+      const View l(last.get());
+      const int64_t current = exists ? l.I64("version") : 0;
+      if (current != expected_current) return PromotionAborted(version, expected_current, current);
+      Bson model;
+      bool registered = false;
+      DUET_RETURN_IF_ERROR(ReadModelDoc(k.models, version, &model, &registered));
+      if (!registered) return ModelNotFound(version);
+      // The compare-and-set: the promotion after the one read, inserted. Of two promotions that
+      // read the same current version, the _id index admits one; the other is Aborted.
+      const int64_t seq = exists ? l.I64("_id") + 1 : 1;
+      Bson doc;
+      doc.I64("_id", seq).I64("version", version).Str("t", token);
+      bson_error_t e;
+      if (mongoc_collection_insert_one(k.promotions, doc.get(), nullptr, nullptr, &e)) {
+        return Status::Ok();
+      }
+      if (!DuplicateKey(e)) return Error(e, "promote a model");
+      Bson now;
+      bool there = false;
+      DUET_RETURN_IF_ERROR(LastPromotion(k.promotions, &now, &there));
+      return PromotionAborted(version, expected_current,
+                              there ? View(now.get()).I64("version") : 0);
+    });
+  }
+
  private:
   // A client from the pool for the duration of one operation.
   class Client {
@@ -558,15 +702,18 @@ class MongoStore final : public Store {
           blobs(s->Coll(c, kBlobs)),
           bad_rows(s->Coll(c, kBadRows)),
           scopes(s->Coll(c, kScopes)),
-          records(s->Coll(c, kRecords)) {}
+          records(s->Coll(c, kRecords)),
+          models(s->Coll(c, kModels)),
+          promotions(s->Coll(c, kPromotions)) {}
     ~Colls() {
-      for (mongoc_collection_t* x : {meta, views, blobs, bad_rows, scopes, records}) {
+      for (mongoc_collection_t* x :
+           {meta, views, blobs, bad_rows, scopes, records, models, promotions}) {
         mongoc_collection_destroy(x);
       }
     }
     Colls(const Colls&) = delete;
     Colls& operator=(const Colls&) = delete;
-    mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records;
+    mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records, *models, *promotions;
   };
 
   // ---- errors and retries
@@ -676,23 +823,27 @@ class MongoStore final : public Store {
 
   static std::string SpeedOwner(std::string_view scope) { return "speed:" + std::string(scope); }
 
+  static std::string BlobId(std::string_view owner, int64_t epoch, std::string_view token,
+                            std::string_view kind, int64_t i) {
+    return Key({owner, std::to_string(epoch), token, kind, std::to_string(i)});
+  }
+
   // A value split into documents {_id: {o, e, t, k, i}, o, e, t, k, i, data}, written by this
   // writer (t = its token); *chunks = how many.
   Status PutBlob(mongoc_collection_t* blobs, const std::string& owner, int64_t epoch,
-                 const std::string& token, const char* kind, const std::string& value,
+                 const std::string& token, const char* kind, std::string_view value,
                  int64_t* chunks) const {
     InsertOnce bulk(blobs, where_, std::string("write ") + kind + " state");
     int64_t i = 0;
     for (size_t off = 0; off < value.size() || i == 0; off += kChunkBytes, ++i) {
       Bson doc;
-      doc.Str("_id", Key({owner, std::to_string(epoch), token, kind, std::to_string(i)}))
+      doc.Str("_id", BlobId(owner, epoch, token, kind, i))
           .Str("o", owner)
           .I64("e", epoch)
           .Str("t", token)
           .Str("k", kind)
           .I64("i", i);
-      doc.Bin("data", off < value.size() ? std::string_view(value).substr(off, kChunkBytes)
-                                         : std::string_view());
+      doc.Bin("data", off < value.size() ? value.substr(off, kChunkBytes) : std::string_view());
       DUET_RETURN_IF_ERROR(bulk.Add(doc));
     }
     *chunks = i;
@@ -814,6 +965,81 @@ class MongoStore final : public Store {
     Bson filter;
     filter.Str("_id", "batch");
     return FindOne(meta, filter, out, exists, "read the batch run pointer");
+  }
+
+  // ---- model registry
+
+  static ModelInfo ModelInfoOf(const View& v) {
+    return ModelInfo{v.I64("_id"), v.I64("created_ms"), v.Str("metadata")};
+  }
+
+  Status ModelNotFound(int64_t version) const {
+    return Status::NotFound(where_ + ": model version " + std::to_string(version) +
+                            " is not registered");
+  }
+
+  static Status PromotionAborted(int64_t version, int64_t expected, int64_t current) {
+    return Status::Aborted("cannot promote model version " + std::to_string(version) +
+                           ": the current version is " + std::to_string(current) + ", not " +
+                           std::to_string(expected) +
+                           " as expected (another promotion happened in between)");
+  }
+
+  // The newest promotion (greatest _id), if any.
+  Status LastPromotion(mongoc_collection_t* promotions, Bson* out, bool* exists) const {
+    Bson opts, sort;
+    sort.I64("_id", -1);
+    opts.Doc("sort", sort).I64("limit", 1);
+    *exists = false;
+    return Find(promotions, Bson(), opts, "read the current model", [&](const View& v) {
+      bson_copy_to_excluding_noinit(v.raw(), out->get(), "", nullptr);
+      *exists = true;
+    });
+  }
+
+  Status ReadModelDoc(mongoc_collection_t* models, int64_t version, Bson* out, bool* exists) const {
+    Bson filter;
+    filter.I64("_id", version);
+    return FindOne(models, filter, out, exists, "read the model registry");
+  }
+
+  Status GreatestModelVersion(mongoc_collection_t* models, int64_t* out) const {
+    Bson opts, sort, projection;
+    sort.I64("_id", -1);
+    projection.I64("_id", 1);
+    opts.Doc("sort", sort).Doc("projection", projection).I64("limit", 1);
+    *out = 0;
+    return Find(models, Bson(), opts, "read the model registry",
+                [&](const View& v) { *out = v.I64("_id"); });
+  }
+
+  // A registered version's file, from its chunks, each looked up by _id (the one query
+  // FerretDB answers without scanning the collection). Chunks of a registered version are never
+  // removed, so a missing one is Corruption.
+  Status ReadModelBytes(mongoc_collection_t* blobs, const View& model, std::string* out) const {
+    const int64_t version = model.I64("_id");
+    const int64_t chunks = model.I64("chunks");
+    const int64_t size = model.I64("size");
+    const std::string token = model.Str("t");
+    out->clear();
+    out->reserve(static_cast<size_t>(std::max<int64_t>(size, 0)));
+    for (int64_t i = 0; i < chunks; ++i) {
+      Bson filter, chunk;
+      filter.Str("_id", BlobId(kModelOwner, 0, token, kModelKind, i));
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(FindOne(blobs, filter, &chunk, &exists, "read a model file"));
+      if (!exists) {
+        return Status::Corruption(where_ + ": chunk " + std::to_string(i) + " of model version " +
+                                  std::to_string(version) + " is missing");
+      }
+      out->append(View(chunk.get()).Bin("data"));
+    }
+    if (static_cast<int64_t>(out->size()) != size) {
+      return Status::Corruption(where_ + ": model version " + std::to_string(version) + " has " +
+                                std::to_string(out->size()) + " bytes, expected " +
+                                std::to_string(size));
+    }
+    return Status::Ok();
   }
 
   static std::map<std::string, int64_t> ReplaceMarks(const Bson& pointer, bool exists) {

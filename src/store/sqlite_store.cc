@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS batch_runs(
   generation INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, input TEXT NOT NULL, high_water_mark_ms INTEGER NOT NULL,
   lines INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS models(
+  version INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, metadata TEXT NOT NULL,
+  bytes BLOB NOT NULL);
 )sql";
 
 // RAII prepared statement with positional binding helpers.
@@ -392,6 +395,87 @@ class SqliteStore final : public Store {
     return std::optional<BatchRun>(r);
   }
 
+  Result<ModelInfo> RegisterModel(std::string_view metadata, std::string_view bytes,
+                                  int64_t created_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Stmt ins(db_,
+             "INSERT INTO models(version, created_ms, metadata, bytes) VALUES((SELECT "
+             "IFNULL(MAX(version),0)+1 FROM models), ?, ?, ?)");
+    if (ins.ok()) ins.Bind(1, created_ms).Bind(2, metadata).BindBlob(3, bytes);
+    if (!ins.ok() || ins.Step() != SQLITE_DONE) {
+      const Status s = Error("register a model");
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    const int64_t version = sqlite3_last_insert_rowid(db_);
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return ModelInfo{version, created_ms, std::string(metadata)};
+  }
+
+  Result<std::vector<ModelInfo>> ListModels() override {
+    std::lock_guard<std::mutex> l(mu_);
+    Stmt q(db_, "SELECT version, created_ms, metadata FROM models ORDER BY version");
+    if (!q.ok()) return Error("list models");
+    std::vector<ModelInfo> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Int(0), q.Int(1), q.Text(2)});
+    if (rc != SQLITE_DONE) return Error("list models");
+    return out;
+  }
+
+  Result<StoredModel> ReadModel(int64_t version) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Stmt q(db_, "SELECT created_ms, metadata, bytes FROM models WHERE version=?");
+    if (!q.ok()) return Error("read a model");
+    q.Bind(1, version);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) {
+      return Status::NotFound(path_ + ": model version " + std::to_string(version) +
+                              " is not registered");
+    }
+    if (rc != SQLITE_ROW) return Error("read a model");
+    return StoredModel{{version, q.Int(0), q.Text(1)}, q.Blob(2)};
+  }
+
+  Result<int64_t> CurrentModel() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return CurrentModelLocked();
+  }
+
+  Status PromoteModel(int64_t version, int64_t expected_current) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status s;
+    auto current = CurrentModelLocked();
+    if (!current.ok()) {
+      s = current.status();
+    } else if (*current != expected_current) {
+      s = Status::Aborted("the current model is version " + std::to_string(*current) +
+                          ", not " + std::to_string(expected_current) +
+                          " as expected: another promotion happened in between");
+    } else {
+      Stmt q(db_, "SELECT 1 FROM models WHERE version=?");
+      if (q.ok()) q.Bind(1, version);
+      const int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+      if (rc == SQLITE_DONE) {
+        s = Status::NotFound(path_ + ": model version " + std::to_string(version) +
+                             " is not registered");
+      } else if (rc != SQLITE_ROW) {
+        s = Error("read a model");
+      } else {
+        Stmt up(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('model_current', ?)");
+        if (up.ok()) up.Bind(1, std::to_string(version));
+        if (!up.ok() || up.Step() != SQLITE_DONE) s = Error("promote a model");
+      }
+    }
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
   Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) override {
     std::lock_guard<std::mutex> l(mu_);
     std::string sql =
@@ -426,6 +510,22 @@ class SqliteStore final : public Store {
   }
 
  private:
+  Result<int64_t> CurrentModelLocked() {
+    Stmt q(db_, "SELECT value FROM meta WHERE key='model_current'");
+    if (!q.ok()) return Error("read the current model");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return int64_t{0};
+    if (rc != SQLITE_ROW) return Error("read the current model");
+    const std::string v = q.Text(0);
+    char* end = nullptr;
+    const long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || n < 0) {
+      return Status::Corruption(path_ + ": meta.model_current is '" + v +
+                                "', expected a model version");
+    }
+    return static_cast<int64_t>(n);
+  }
+
   // The Status for the connection's last error: a busy or locked database is Unavailable (a
   // retry may succeed), a damaged one Corruption, anything else IoError.
   Status FromSqlite(std::string msg) const {

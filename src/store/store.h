@@ -98,6 +98,21 @@ struct MergeInputs {
   std::vector<SpeedScope> speed;  // every scope, ordered by name
 };
 
+// One registered model version (the model registry, docs/model.md). The metadata is the JSON
+// document `duet train` wrote (feature columns, training window, holdout metrics, ...); the store
+// keeps it as given.
+struct ModelInfo {
+  int64_t version = 0;     // 1, 2, ... in registration order
+  int64_t created_ms = 0;  // wall clock at registration, ms since the epoch
+  std::string metadata;    // JSON object text
+  bool operator==(const ModelInfo&) const = default;
+};
+
+struct StoredModel {
+  ModelInfo info;
+  std::string bytes;  // the model file (XGBoost UBJSON)
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -132,6 +147,23 @@ class Store {
   // The last committed batch run, if any.
   virtual Result<std::optional<BatchRun>> LastBatchRun() = 0;
   virtual Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) = 0;
+
+  // Model registry. Versions are immutable once registered and never reused; registering does
+  // not make a version current.
+  // Keeps a new version and returns its number (the greatest registered so far + 1, starting at
+  // 1). Safe against concurrent registrations: each gets its own number.
+  virtual Result<ModelInfo> RegisterModel(std::string_view metadata, std::string_view bytes,
+                                          int64_t created_ms) = 0;
+  // Every registered version's info (without bytes), ascending by version.
+  virtual Result<std::vector<ModelInfo>> ListModels() = 0;
+  // One version with its bytes; NotFound if it was never registered.
+  virtual Result<StoredModel> ReadModel(int64_t version) = 0;
+  // The current version, 0 when none was promoted. Cheap: serving polls it.
+  virtual Result<int64_t> CurrentModel() = 0;
+  // Makes `version` current if the current version is still `expected_current` (0: none), a
+  // compare-and-set so that two trainers cannot overwrite each other's decision unseen: Aborted
+  // when the current version changed in between, NotFound when `version` is not registered.
+  virtual Status PromoteModel(int64_t version, int64_t expected_current) = 0;
 };
 
 // Opens a store by URI: "sqlite:PATH" (created if missing; "sqlite:PATH?busy_timeout_ms=N" sets

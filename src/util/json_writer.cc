@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 
 namespace duet {
 
@@ -53,6 +55,22 @@ void AppendJsonInt(std::string* out, int64_t v) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof(buf), v);
   out->append(buf, r.ptr);
+}
+
+std::string UtcTimeString(int64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const int frac = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
+  if (frac == 0) {
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  } else {
+    char base[32];
+    std::strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf, sizeof(buf), "%s.%03dZ", base, frac);
+  }
+  return buf;
 }
 
 }  // namespace duet

@@ -20,6 +20,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "not supported";
     case StatusCode::kAborted:
       return "aborted";
+    case StatusCode::kFailedPrecondition:
+      return "failed precondition";
   }
   return "unknown";
 }

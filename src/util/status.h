@@ -16,7 +16,8 @@ enum class StatusCode {
   kCorruption,       // stored data is unreadable or inconsistent
   kUnavailable,      // a server or store cannot be reached now; retrying may help
   kNotSupported,     // valid request that this build or backend cannot serve
-  kAborted,          // stopped on purpose (signal, shutdown)
+  kAborted,          // stopped on purpose (signal, shutdown), or lost a compare-and-set
+  kFailedPrecondition,  // valid request, but the state does not allow it (e.g. too little data)
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -36,6 +37,9 @@ class [[nodiscard]] Status {
     return {StatusCode::kNotSupported, std::move(msg)};
   }
   static Status Aborted(std::string msg) { return {StatusCode::kAborted, std::move(msg)}; }
+  static Status FailedPrecondition(std::string msg) {
+    return {StatusCode::kFailedPrecondition, std::move(msg)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

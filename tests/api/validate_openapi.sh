@@ -3,10 +3,10 @@
 # openapi-spec-validator, installed from PyPI into a cached virtualenv
 # (${XDG_CACHE_HOME:-$HOME/.cache}/duet/venv-openapi; $DUET_OPENAPI_VENV overrides).
 #
-#   tests/api/validate_openapi.sh [FILE [BASE_URL]]     default FILE: src/serve/openapi.json
+#   tests/api/validate_openapi.sh [FILE [BASE_URL [views|model]]]   default FILE: src/serve/openapi.json
 #
 # With BASE_URL (a running `duet serve`), the live responses are validated against the document
-# too (tests/api/validate_responses.py).
+# too (tests/api/validate_responses.py): the view routes (default), or the model routes.
 #
 # Exit 0 when valid, 1 when not (the validator says why), 2 when the validator cannot be
 # installed: an infrastructure failure, not a test result.
@@ -55,5 +55,5 @@ else
   exit 1
 fi
 if [ -n "${2:-}" ]; then
-  "$venv/bin/python" "$here/validate_responses.py" "$file" "$2"
+  "$venv/bin/python" "$here/validate_responses.py" "$file" "$2" "${3:-views}"
 fi

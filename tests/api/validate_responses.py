@@ -1,10 +1,12 @@
 """Validates live responses of a running `duet serve` against src/serve/openapi.json.
 
-    python validate_responses.py OPENAPI_JSON BASE_URL
+    python validate_responses.py OPENAPI_JSON BASE_URL [views|model]
 
-Every JSON route is requested (successes and errors); each response's status must be documented
-for its operation and its body must match the documented schema (OpenAPI 3.0 schema objects,
-openapi-schema-validator). Keeps the document and the server from drifting apart.
+Every JSON route of the group is requested (successes and errors): `views` needs a server with
+views, `model` one with a promoted model. Each response's status must be documented for its
+operation and its body must match the documented schema (OpenAPI 3.0 schema objects,
+openapi-schema-validator); request bodies sent must match the documented request schema. Keeps the
+document and the server from drifting apart.
 """
 import json
 import sys
@@ -14,9 +16,13 @@ import urllib.request
 from openapi_schema_validator import OAS30Validator
 
 
-def fetch(base, path):
+def fetch(base, path, body=None):
+    req = urllib.request.Request(base.rstrip('/') + path,
+                                 data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header('Content-Type', 'application/json')
     try:
-        with urllib.request.urlopen(base.rstrip('/') + path, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.headers['Content-Type'], r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers['Content-Type'], e.read()
@@ -31,9 +37,24 @@ def resolve(spec, node):
     return node
 
 
+def model_cases():
+    f = {'beacons': 3, 'pageviews': 2, 'add_to_carts': 1, 'hour_of_day': 9, 'day_of_week': 2,
+         'device': 'mobile', 'referrer': 'https://www.bing.com/', 'experiments': {'x': 'y'}}
+    return [
+        ('/v1/models', 'get', '/v1/models', None, 200),
+        ('/v1/predict', 'post', '/v1/predict', f, 200),
+        ('/v1/predict', 'post', '/v1/predict', {'instances': [f, dict(f, beacons=9)]}, 200),
+        ('/v1/predict', 'post', '/v1/predict', dict(f, hour_of_day=30), 422),
+        ('/v1/predict', 'post', '/v1/predict', {'instances': []}, 422),
+    ]
+
+
 def main():
     spec_path, base = sys.argv[1], sys.argv[2]
+    group = sys.argv[3] if len(sys.argv) > 3 else 'views'
     spec = json.load(open(spec_path))
+    if group == 'model':
+        return check(spec, spec_path, base, model_cases())
     status, _, body = fetch(base, '/v1/experiments')
     if status != 200:
         sys.exit(f'validate_responses: GET /v1/experiments answered {status}')
@@ -60,13 +81,23 @@ def main():
         ('/healthz', '/healthz', 200),
         ('/readyz', '/readyz', 200),
     ]
+    check(spec, spec_path, base, [(t, 'get', p, None, w) for t, p, w in cases])
+
+
+def check(spec, spec_path, base, cases):
     failures = 0
-    for template, path, want in cases:
-        status, ctype, body = fetch(base, path)
+    for template, method, path, request, want in cases:
+        status, ctype, body = fetch(base, path, request)
         problems = []
         if status != want:
             problems.append(f'status {status}, expected {want}')
-        responses = spec['paths'][template]['get']['responses']
+        operation = spec['paths'][template][method]
+        if request is not None and want < 400:
+            schema = {'allOf': [operation['requestBody']['content']['application/json']['schema']],
+                      'components': spec['components']}
+            for err in list(OAS30Validator(schema).iter_errors(request))[:3]:
+                problems.append(f'request body does not match its schema: {err.message[:200]}')
+        responses = operation['responses']
         documented = responses.get(str(status), responses.get('default'))
         if documented is None:
             problems.append(f'status {status} is not documented')
@@ -85,7 +116,7 @@ def main():
                     problems.append(f'at {where or "(root)"}: {err.message[:200]}')
         if problems:
             failures += 1
-            print(f'MISMATCH GET {path}:')
+            print(f'MISMATCH {method.upper()} {path}:')
             for p in problems:
                 print('   ', p)
     if failures:

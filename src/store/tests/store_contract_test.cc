@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "store/sqlite_store.h"
 #include "store/store.h"
@@ -326,6 +330,200 @@ TYPED_TEST(StoreContractTest, SpeedScopesAreIndependent) {
   ASSERT_TRUE(merge.ok());
   EXPECT_FALSE(merge->has_batch);
   EXPECT_EQ(merge->speed.size(), 2u);
+}
+
+// ---- model registry
+
+TYPED_TEST(StoreContractTest, EmptyModelRegistryHasNoVersionsAndNoCurrent) {
+  auto list = this->store_->ListModels();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_TRUE(list->empty());
+  auto current = this->store_->CurrentModel();
+  ASSERT_TRUE(current.ok()) << current.status().ToString();
+  EXPECT_EQ(*current, 0);
+  auto read = this->store_->ReadModel(1);
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.status().code(), StatusCode::kNotFound) << read.status().ToString();
+}
+
+TYPED_TEST(StoreContractTest, RegisteredModelsReadBackExactlyAndAreNotPromoted) {
+  // A file larger than two of MongoDB's chunks, holding NUL and every other byte value.
+  std::string big(9 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131) >> 3);
+  const std::string meta1 = R"({"features":["sessions","pageviews"],"auc":0.71})";
+  const std::string meta2 = R"({"features":["sessions"],"note":"caf\u00e9 – é"})";
+  const std::string small("{\0U\xff", 4);
+  auto r1 = this->store_->RegisterModel(meta1, big, 1700000000123);
+  ASSERT_TRUE(r1.ok()) << r1.status().ToString();
+  auto r2 = this->store_->RegisterModel(meta2, small, 1700000999000);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  const ModelInfo want1{1, 1700000000123, meta1};
+  const ModelInfo want2{2, 1700000999000, meta2};
+  EXPECT_EQ(*r1, want1);
+  EXPECT_EQ(*r2, want2);
+
+  auto m1 = this->store_->ReadModel(1);
+  ASSERT_TRUE(m1.ok()) << m1.status().ToString();
+  EXPECT_EQ(m1->info, want1);
+  ASSERT_EQ(m1->bytes.size(), big.size());
+  EXPECT_TRUE(m1->bytes == big);  // not EXPECT_EQ: a mismatch would print 9 MB
+  auto m2 = this->store_->ReadModel(2);
+  ASSERT_TRUE(m2.ok()) << m2.status().ToString();
+  EXPECT_EQ(m2->info, want2);
+  EXPECT_EQ(m2->bytes, small);
+  EXPECT_EQ(this->store_->ReadModel(3).status().code(), StatusCode::kNotFound);
+
+  auto list = this->store_->ListModels();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ(*list, (std::vector<ModelInfo>{want1, want2}));
+  EXPECT_EQ(*this->store_->CurrentModel(), 0);  // registering does not promote
+}
+
+TYPED_TEST(StoreContractTest, PromotionIsACompareAndSet) {
+  ASSERT_TRUE(this->store_->RegisterModel("{}", "one", 1).ok());
+  ASSERT_TRUE(this->store_->RegisterModel("{}", "two", 2).ok());
+  const Status first = this->store_->PromoteModel(1, 0);
+  ASSERT_TRUE(first.ok()) << first.ToString();
+  EXPECT_EQ(*this->store_->CurrentModel(), 1);
+  // A trainer that still believes nothing is current loses, and changes nothing.
+  const Status stale = this->store_->PromoteModel(2, 0);
+  EXPECT_EQ(stale.code(), StatusCode::kAborted) << stale.ToString();
+  EXPECT_EQ(*this->store_->CurrentModel(), 1);
+  const Status second = this->store_->PromoteModel(2, 1);
+  ASSERT_TRUE(second.ok()) << second.ToString();
+  EXPECT_EQ(*this->store_->CurrentModel(), 2);
+  // Rolling back is a promotion like any other, and also needs the right expectation.
+  EXPECT_EQ(this->store_->PromoteModel(1, 1).code(), StatusCode::kAborted);
+  EXPECT_EQ(*this->store_->CurrentModel(), 2);
+  ASSERT_TRUE(this->store_->PromoteModel(1, 2).ok());
+  EXPECT_EQ(*this->store_->CurrentModel(), 1);
+  EXPECT_EQ(this->store_->ListModels()->size(), 2u);  // promoting registers nothing
+}
+
+TYPED_TEST(StoreContractTest, PromotingAnUnregisteredVersionIsNotFound) {
+  const Status none = this->store_->PromoteModel(1, 0);
+  EXPECT_EQ(none.code(), StatusCode::kNotFound) << none.ToString();
+  EXPECT_EQ(*this->store_->CurrentModel(), 0);
+  ASSERT_TRUE(this->store_->RegisterModel("{}", "one", 1).ok());
+  EXPECT_EQ(this->store_->PromoteModel(2, 0).code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store_->PromoteModel(0, 0).code(), StatusCode::kNotFound);
+  EXPECT_EQ(*this->store_->CurrentModel(), 0);
+  ASSERT_TRUE(this->store_->PromoteModel(1, 0).ok());
+  EXPECT_EQ(this->store_->PromoteModel(7, 1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(*this->store_->CurrentModel(), 1);
+}
+
+// Trainers racing to promote: in each round all of them expect the same current version (none,
+// at first), so one wins and the others learn that they lost.
+TYPED_TEST(StoreContractTest, ConcurrentPromotionsHaveOneWinner) {
+  constexpr int kThreads = 8;
+  constexpr int64_t kVersions = kThreads + 1;
+  for (int64_t v = 1; v <= kVersions; ++v) {
+    ASSERT_TRUE(this->store_->RegisterModel("{}", "m", v).ok());
+  }
+  int64_t current = 0;
+  for (int round = 0; round < 5; ++round) {
+    // Each thread promotes a version other than the current one.
+    std::vector<int64_t> targets;
+    for (int64_t v = 1; v <= kVersions; ++v) {
+      if (v != current) targets.push_back(v);
+    }
+    std::vector<Status> results(kThreads);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([this, t, current, &targets, &results, &ready] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        results[t] = this->store_->PromoteModel(targets[t], current);
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    int64_t winner = 0;
+    for (int t = 0; t < kThreads; ++t) {
+      if (results[t].ok()) {
+        EXPECT_EQ(winner, 0) << "round " << round << ": versions " << winner << " and "
+                             << targets[t] << " both promoted from " << current;
+        winner = targets[t];
+      } else {
+        EXPECT_EQ(results[t].code(), StatusCode::kAborted) << results[t].ToString();
+      }
+    }
+    ASSERT_NE(winner, 0) << "round " << round;
+    ASSERT_EQ(*this->store_->CurrentModel(), winner);
+    current = winner;
+  }
+}
+
+TYPED_TEST(StoreContractTest, ConcurrentRegistrationsGetDistinctVersions) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 5;
+  struct Registered {
+    Status status;
+    ModelInfo info;
+    std::string bytes;
+  };
+  std::vector<std::vector<Registered>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &got] {
+      for (int i = 0; i < kEach; ++i) {
+        const std::string name = std::to_string(t) + "/" + std::to_string(i);
+        const std::string bytes = "model " + name + std::string(1, '\0');
+        auto r = this->store_->RegisterModel(R"({"by":")" + name + R"("})", bytes, 100 * t + i);
+        got[t].push_back({r.ok() ? Status::Ok() : r.status(), r.ok() ? *r : ModelInfo{}, bytes});
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  std::map<int64_t, Registered> by_version;
+  for (const auto& per_thread : got) {
+    for (const Registered& r : per_thread) {
+      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+      EXPECT_TRUE(by_version.emplace(r.info.version, r).second)
+          << "version " << r.info.version << " given twice";
+    }
+  }
+  ASSERT_EQ(by_version.size(), size_t{kThreads * kEach});
+  EXPECT_EQ(by_version.begin()->first, 1);
+  EXPECT_EQ(by_version.rbegin()->first, kThreads * kEach);
+  // Each version holds what its registration wrote.
+  auto list = this->store_->ListModels();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), size_t{kThreads * kEach});
+  for (size_t i = 0; i < list->size(); ++i) {
+    const ModelInfo& info = (*list)[i];
+    EXPECT_EQ(info.version, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(info, by_version[info.version].info);
+    auto m = this->store_->ReadModel(info.version);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_EQ(m->bytes, by_version[info.version].bytes);
+  }
+}
+
+TYPED_TEST(StoreContractTest, ReopenedStoreSeesTheSameRegistry) {
+  std::string bytes(5 << 20, 'x');
+  bytes[0] = '\0';
+  bytes.back() = '\xff';
+  ASSERT_TRUE(this->store_->RegisterModel(R"({"v":1})", "first", 10).ok());
+  ASSERT_TRUE(this->store_->RegisterModel(R"({"v":2})", bytes, 20).ok());
+  ASSERT_TRUE(this->store_->PromoteModel(2, 0).ok());
+  this->store_.reset();
+  auto again = OpenStore(this->uri_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  Store& store = **again;
+  const std::vector<ModelInfo> want = {{1, 10, R"({"v":1})"}, {2, 20, R"({"v":2})"}};
+  EXPECT_EQ(*store.ListModels(), want);
+  EXPECT_EQ(*store.CurrentModel(), 2);
+  auto m = store.ReadModel(2);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->bytes == bytes);
+  // Numbers go on from the stored ones, and the stored current version still guards promotion.
+  auto next = store.RegisterModel("{}", "third", 30);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->version, 3);
+  EXPECT_EQ(store.PromoteModel(3, 0).code(), StatusCode::kAborted);
+  EXPECT_TRUE(store.PromoteModel(3, 2).ok());
 }
 
 #ifndef DUET_STORE_TEST_MONGO

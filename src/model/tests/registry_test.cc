@@ -1,0 +1,164 @@
+// Training from the batch layer's sessions into a real SQLite store: examples from generated
+// traffic, the time split, registration, the promotion rule and loading for serving.
+#include "model/registry.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "batch/batch.h"
+#include "gen/generator.h"
+#include "model/training.h"
+
+namespace duet::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::path(::testing::TempDir()) /
+                        ("duet_registry_" + std::to_string(::getpid())));
+    fs::remove_all(*dir_);
+    gen::GenerateOptions g;
+    g.out_dir = (*dir_ / "master").string();
+    g.beacons = 300000;
+    g.hours = 24;
+    gen::GenerateStats stats;
+    ASSERT_TRUE(gen::WriteDataset(g, &stats).ok());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+
+  void SetUp() override {
+    auto s = store::OpenStore("sqlite:" + (*dir_ / (std::string(::testing::UnitTest::GetInstance()
+                                                                    ->current_test_info()
+                                                                    ->name()) +
+                                                    ".sqlite"))
+                                              .string());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+
+  // Examples of the generated master dataset, read by the batch layer with `threads` threads.
+  static std::vector<ExampleCollector::Row> Rows(ExampleCollector* c, int threads) {
+    batch::BatchOptions o;
+    o.input = (*dir_ / "master").string();
+    o.threads = threads;
+    o.on_visitor = [c](int t, const core::Catalog& cat, std::span<const core::Event> ev) {
+      c->Visitor(t, cat, ev);
+    };
+    batch::BatchStats stats;
+    auto views = batch::RunBatch(o, nullptr, &stats);
+    EXPECT_TRUE(views.ok()) << views.status().ToString();
+    return c->Rows();
+  }
+
+  static fs::path* dir_;
+  std::unique_ptr<store::Store> store_;
+};
+fs::path* RegistryTest::dir_ = nullptr;
+
+TEST_F(RegistryTest, ExamplesDoNotDependOnThreads) {
+  ExampleCollector one(1, core::kDefaultSessionGapMs), two(2, core::kDefaultSessionGapMs);
+  const auto a = Rows(&one, 1);
+  const auto b = Rows(&two, 2);
+  ASSERT_GT(a.size(), 1000U);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].example.session_start_ts, b[i].example.session_start_ts) << i;
+    ASSERT_EQ(std::memcmp(a[i].example.features.data(), b[i].example.features.data(),
+                          sizeof(a[i].example.features)),
+              0)
+        << i;
+    ASSERT_EQ(*a[i].variants, *b[i].variants) << i;
+  }
+  // The generator tags devices and referrers: the features see them.
+  size_t mobile = 0, search = 0, converted = 0;
+  for (const auto& r : a) {
+    mobile += r.example.features[13] > 0;
+    search += r.example.features[15] > 0;
+    converted += r.example.converted;
+  }
+  EXPECT_GT(mobile, a.size() / 10);
+  EXPECT_GT(search, a.size() / 10);
+  EXPECT_GT(converted, 0U);
+}
+
+TEST_F(RegistryTest, TrainRegisterPromoteAndLoad) {
+  ExampleCollector c(2, core::kDefaultSessionGapMs);
+  auto set = BuildTrainingSet(Rows(&c, 2), 0.2);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_LT(set->train_window.to_ms, set->holdout_window.from_ms);
+  EXPECT_GT(set->holdout.rows(), set->train.rows() / 10);
+  ASSERT_EQ(set->encoder.size(), core::kBaseFeatures + 7);  // 2 + 3 + 2 variants
+
+  TrainOptions o;
+  o.rounds = 40;
+  RegisterOptions r;
+  r.input = "master";
+  r.now_ms = 1'795'514'400'000;
+  auto first = TrainAndRegister(*set, o, r, store_.get());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->info.version, 1);
+  EXPECT_TRUE(first->promoted) << first->decision;
+  EXPECT_GT(first->holdout.auc, 0.6);  // the checkout funnel and the devices carry signal
+  EXPECT_EQ(*store_->CurrentModel(), 1);
+
+  // A worse model (trained on inverted labels) is registered but not promoted...
+  TrainingSet inverted = *set;
+  for (float& y : inverted.train.y) y = 1 - y;
+  auto second = TrainAndRegister(inverted, o, r, store_.get());
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->info.version, 2);
+  EXPECT_FALSE(second->promoted);
+  ASSERT_TRUE(second->previous_on_holdout.has_value());
+  EXPECT_EQ(second->previous_on_holdout->auc, first->holdout.auc);  // same holdout, same model
+  EXPECT_NE(second->decision.find("not promoted"), std::string::npos) << second->decision;
+  EXPECT_EQ(*store_->CurrentModel(), 1);
+  // ... unless forced.
+  RegisterOptions forced = r;
+  forced.force = true;
+  auto third = TrainAndRegister(inverted, o, forced, store_.get());
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->promoted);
+  EXPECT_EQ(*store_->CurrentModel(), 3);
+
+  // Loading gives the same predictions as the trained booster did on the holdout.
+  auto loaded = LoadModel(store_.get(), 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->info.version, 1);
+  EXPECT_EQ((*loaded)->encoder.columns(), set->encoder.columns());
+  std::vector<float> p;
+  ASSERT_TRUE((*loaded)->booster->Predict(set->holdout.x, &p).ok());
+  EXPECT_EQ(Evaluate(p, set->holdout.y).auc, first->holdout.auc);
+
+  auto listed = store_->ListModels();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3U);
+  auto cols = MetadataColumns((*listed)[0].metadata);
+  ASSERT_TRUE(cols.ok());
+  EXPECT_EQ(*cols, set->encoder.columns());
+  EXPECT_EQ(LoadModel(store_.get(), 9).status().code(), StatusCode::kNotFound);
+}
+
+TEST(TrainingSetTest, RefusesWhatCannotBeSplitOrLearned) {
+  EXPECT_EQ(BuildTrainingSet({}, 0.2).status().code(), StatusCode::kFailedPrecondition);
+  std::vector<VariantPair> none;
+  std::vector<ExampleCollector::Row> rows(10);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].example.session_start_ts = static_cast<int64_t>(i) * 1000;
+    rows[i].variants = &none;
+  }
+  const auto s = BuildTrainingSet(rows, 0.2);
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("no converting session"), std::string::npos);
+  EXPECT_EQ(BuildTrainingSet(rows, 1.5).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace duet::model
