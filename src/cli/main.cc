@@ -517,13 +517,56 @@ Result<std::unique_ptr<log::Log>> OpenLogSource(const std::string& source,
 
 // `duet stream` over Kafka: a consumer-group member with one engine per owned partition
 // (speed/partitioned.h).
-int StreamGroup(const Config& c, const speed::SpeedOptions& o, bool drain, int64_t interval_ms) {
+// Live scoring for the speed layer: the registry's current model, checked again before every
+// micro-batch (two small reads). A store that cannot be read keeps the model it had.
+class LiveModel {
+ public:
+  explicit LiveModel(std::string store_uri) : uri_(std::move(store_uri)) {}
+  void Refresh() {
+    if (store_ == nullptr) {
+      auto s = store::OpenStore(uri_);
+      if (!s.ok()) return Warn(s.status());
+      store_ = std::move(*s);
+      cache_ = std::make_unique<model::ModelCache>(store_.get(), nullptr, NowMs);
+    }
+    const int64_t before = cache_->health().served_version;
+    if (Status s = cache_->Refresh(); !s.ok()) return Warn(s);
+    last_error_.clear();
+    const int64_t after = cache_->health().served_version;
+    if (after != before) {
+      Log(LogLevel::kInfo, "stream.model_loaded", {{"version", after}, {"previous", before}});
+    }
+  }
+  std::function<std::shared_ptr<const model::LoadedModel>()> Provider() {
+    return [this]() -> std::shared_ptr<const model::LoadedModel> {
+      return cache_ != nullptr ? cache_->Current() : nullptr;
+    };
+  }
+
+ private:
+  void Warn(const Status& s) {
+    if (s.ToString() == last_error_) return;
+    last_error_ = s.ToString();
+    Log(LogLevel::kWarn, "stream.model_refresh_failed", {{"error", last_error_}});
+  }
+  const std::string uri_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<model::ModelCache> cache_;
+  std::string last_error_;
+};
+
+int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t interval_ms) {
   auto k = log::ParseKafkaUri(c.String("source"));
   if (!k.ok()) return Fail("stream", k.status());
   auto store = store::OpenStore(c.String("store"));
   if (!store.ok()) return Fail("stream", store.status());
   auto threads = c.Int("threads", 1, 256);
   if (!threads.ok()) return Fail("stream", threads.status());
+  LiveModel live(c.String("store"));
+  if (c.Bool("live-scoring")) {
+    live.Refresh();
+    o.model = live.Provider();
+  }
   speed::PartitionedSpeed member(store->get(), o, k->topic, static_cast<size_t>(*threads));
   if (Status s = member.CheckStore(); !s.ok()) return Fail("stream", s);
   log::KafkaGroupOptions go;
@@ -554,6 +597,7 @@ int StreamGroup(const Config& c, const speed::SpeedOptions& o, bool drain, int64
   Status failed = Status::Ok();
   while (!g_stop.load()) {
     const auto start = std::chrono::steady_clock::now();
+    if (c.Bool("live-scoring")) live.Refresh();
     auto round = member.Round();
     if (!round.ok()) {
       if (round.status().code() != StatusCode::kUnavailable) {
@@ -653,6 +697,8 @@ int CmdStream(const std::vector<std::string>& args) {
   c.Define("session-gap", "30m", "a gap longer than this starts a new session");
   c.Define("max-batch", "1000000", "at most this many lines per micro-batch");
   c.Define("drain", "false", "process everything available, commit and exit", true);
+  c.Define("live-scoring", "true",
+           "score the sessions in progress with the registry's current model, if any");
   if (int rc = ParseOrHelp("stream", "The speed layer: micro-batches over a log, exactly once.", &c,
                            args);
       rc >= 0) {
@@ -689,6 +735,11 @@ int CmdStream(const std::vector<std::string>& args) {
     o.bad_row_sink = bad_sink.get();
   }
   if (c.String("source").starts_with("kafka://")) return StreamGroup(c, o, drain, *interval);
+  LiveModel live(c.String("store"));
+  if (c.Bool("live-scoring")) {
+    live.Refresh();
+    o.model = live.Provider();
+  }
 
   // The log, the store and the engine, rebuilt together after a transient failure: a failed
   // micro-batch leaves the engine's memory ahead of the store, so it restarts from the checkpoint.
@@ -749,6 +800,7 @@ int CmdStream(const std::vector<std::string>& args) {
     }
     if (!broken) {
       // A micro-batch is committed whole or not at all; signals are honoured between them.
+      if (c.Bool("live-scoring")) live.Refresh();
       st = pipeline->speed->Step(drain);
       if (!st.ok()) {
         failed = st.status();
@@ -1175,7 +1227,8 @@ int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
   if (!store.ok()) return Fail("serve", store.status());
   serve::ViewCache cache(store->get(), NowMs);
   serve::ServeProbe probe;
-  serve::ModelCache models(store->get(), &probe, NowMs);
+  model::ModelCache models(
+      store->get(), [&probe](bool ok, int64_t version) { probe.ModelLoaded(ok, version); }, NowMs);
   const serve::ModelApi model_api(&models, &probe, serve::ModelApiOptions{});
   const serve::Api api(&cache, &probe, setup.api, NowMs, &serve::EmbeddedAssets(), &model_api);
   std::string last_error, last_model_error;

@@ -7,7 +7,8 @@
 //
 // Two encodings:
 // - an aggregator state: Catalog::Save then Aggregator::Save;
-// - a views state: input accounting (InputTotals and final_before_ms) then an aggregator state.
+// - a views state: input accounting (InputTotals and final_before_ms), live scores (version 2;
+//   a version 1 state has none), then an aggregator state.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,8 @@ void SaveAggregatorState(const Catalog& catalog, const Aggregator& aggregator, B
 
 // Appends a views state.
 void SaveViewsState(const InputTotals& input, int64_t final_before_ms, const Catalog& catalog,
-                    const Aggregator& aggregator, ByteWriter* w);
+                    const Aggregator& aggregator, ByteWriter* w,
+                    const LiveScores& live = LiveScores{});
 
 // Sums parts into one set of Views.
 class ViewsMerger {
@@ -36,7 +38,8 @@ class ViewsMerger {
   // Adds an aggregator state's figures. Corruption naming `what` if it does not decode.
   Status AddFigures(std::string_view aggregator_state, std::string_view what);
   // Adds a views state: its figures and its input accounting (totals summed; final_before_ms is
-  // the least over the parts, since an hour is final only when every part says so).
+  // the least over the parts, since an hour is final only when every part says so) and its live
+  // scores (summed by name).
   Status AddViews(std::string_view views_state, std::string_view what);
   // Adds only a views state's input accounting (the figures come from elsewhere).
   Status AddInput(std::string_view views_state, std::string_view what);
@@ -51,6 +54,7 @@ class ViewsMerger {
   Catalog catalog_;
   Aggregator merged_;
   InputTotals input_;
+  LiveScores live_;
   int64_t final_before_ms_ = INT64_MAX;
   bool any_input_ = false;
 };

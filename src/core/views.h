@@ -62,6 +62,25 @@ struct InputTotals {
   bool operator==(const InputTotals&) const = default;
 };
 
+// Live scoring (speed layer only): the sessions in progress — not complete at the watermark and
+// not converted yet — of one (experiment, variant) (empty names: the site), and the sum of the
+// model's conversion probabilities over them: the conversions to expect among them.
+struct LiveRow {
+  std::string experiment;
+  std::string variant;
+  int64_t sessions = 0;
+  double expected_conversions = 0;
+  bool operator==(const LiveRow&) const = default;
+};
+
+struct LiveScores {
+  int64_t model_version = 0;      // 0: no model scored (then no rows); the least over the parts
+  int64_t max_model_version = 0;  // differs from model_version while parts switch versions
+  int64_t as_of_ms = 0;           // the newest event time applied when they were scored
+  std::vector<LiveRow> rows;      // sorted by (experiment, variant), the site row first
+  bool operator==(const LiveScores&) const = default;
+};
+
 // Rows are sorted: by (experiment, variant[, hour]); the site row (empty names) first.
 struct Views {
   std::vector<FigureRow> totals;
@@ -75,6 +94,7 @@ struct Views {
   // greatest applied ts minus the allowed lateness — minus the session gap); later hours may
   // still change. 0 for the batch layer, whose hours are all final.
   int64_t final_before_ms = 0;
+  LiveScores live;  // speed layer only
   bool operator==(const Views&) const = default;
 };
 

@@ -463,6 +463,40 @@ HttpResponse Report(const Ctx& c, std::string_view id) {
     j.Null();
   }
   j.Close();
+  // Live scoring: the speed layer's model read of the sessions in progress, next to the
+  // conversions observed so far (docs/model.md, "Live scoring").
+  j.Key("live");
+  const core::LiveScores& live = s.views.live;
+  if (live.model_version == 0) {
+    j.Null();
+  } else {
+    j.Open().Key("model_version").Int(live.model_version);
+    j.Key("max_model_version").Int(live.max_model_version);
+    j.Key("as_of").Str(TimeString(live.as_of_ms));
+    j.Key("variants").OpenArray();
+    for (size_t i = 0; i < names.size(); ++i) {
+      int64_t sessions = 0;
+      double expected = 0;
+      for (const core::LiveRow& row : live.rows) {
+        if (row.experiment == id && row.variant == names[i]) {
+          sessions = row.sessions;
+          expected = row.expected_conversions;
+        }
+      }
+      j.Open().Key("variant").Str(names[i]);
+      j.Key("observed_conversions").Int(figures[i].conversions);
+      j.Key("sessions_in_progress").Int(sessions);
+      j.Key("expected_conversions").Num(expected);
+      j.Key("expected_rate_in_progress");
+      if (sessions > 0) {
+        j.Num(expected / static_cast<double>(sessions));
+      } else {
+        j.Null();
+      }
+      j.Close();
+    }
+    j.CloseArray().Close();
+  }
   j.Key("as_of").Str(TimeString(s.loaded_ms));
   j.Close();
   return JsonResponse(j.Take());

@@ -6,12 +6,17 @@
 #include <array>
 #include <cstring>
 #include <iterator>
+#include <map>
+#include <optional>
+#include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "beacon/parser.h"
 #include "core/aggregator.h"
 #include "core/catalog.h"
+#include "core/features.h"
 #include "core/mergeable.h"
 #include "speed/id_set.h"
 #include "speed/visitor_state.h"
@@ -76,7 +81,14 @@ class SpeedLayer::Impl {
     visitors_.EraseIf([horizon](const VisitorTable::Entry& e) { return e.last_ts < horizon; });
     epoch_ = c.epoch;
     DUET_RETURN_IF_ERROR(log_->Seek(c.positions));
+    core::LiveScores live;
+    if (options_.model) {
+      if (const std::shared_ptr<const model::LoadedModel> m = options_.model()) {
+        DUET_RETURN_IF_ERROR(Score(*m, &live));
+      }
+    }
     views_ = BuildViews();
+    views_.live = live;
     // The delta is derived state: rebuilt against the boundary it was committed with, so that
     // the first Step notices a batch run that happened since and commits the new delta.
     return RebuildDelta(c.delta_boundary_ms);
@@ -130,10 +142,14 @@ class SpeedLayer::Impl {
       x.source = per_source ? SourceIndex(r.source) : 0;
       x.id_key = HashBytes(b.id);
       x.visitor_key = HashBytes(b.visitor);
-      x.pending = Pending{
-          0,      static_cast<uint32_t>(pending_ids_.size()), static_cast<uint32_t>(b.id.size()),
-          b.type, catalog_.InternTagSet(b.experiments),       b.ts.value(),
-          b.value};
+      x.pending = Pending{0,
+                          static_cast<uint32_t>(pending_ids_.size()),
+                          static_cast<uint32_t>(b.id.size()),
+                          b.type,
+                          core::BeaconContext(b),
+                          catalog_.InternTagSet(b.experiments),
+                          b.ts.value(),
+                          b.value};
       pending_ids_.append(b.id);
       seen_ids_.Prefetch(x.id_key);
       visitors_.Prefetch(x.visitor_key);
@@ -160,7 +176,7 @@ class SpeedLayer::Impl {
       Dirty& d = dirty_[p.visitor];
       grouped_[d.first + d.count++] =
           OpenEvent{p.ts, p.value, p.tags, p.type,
-                    std::string_view(pending_ids_).substr(p.id_offset, p.id_size)};
+                    std::string_view(pending_ids_).substr(p.id_offset, p.id_size), p.context};
     }
     for (const Dirty& d : dirty_) {
       VisitorTable::Entry* e = visitors_.Find(d.key);
@@ -213,7 +229,14 @@ class SpeedLayer::Impl {
       id_chunks_.emplace_back(checkpoint_.epoch, newest);
     }
 
+    core::LiveScores live;
+    if (options_.model) {
+      if (const std::shared_ptr<const model::LoadedModel> m = options_.model()) {
+        DUET_RETURN_IF_ERROR(Score(*m, &live));
+      }
+    }
     views_ = BuildViews();
+    views_.live = live;
     // The encode and compress buffers are reused: fresh ones cost a page fault per 4 KiB.
     encoded_.buffer().clear();
     Encode(&encoded_);
@@ -224,7 +247,7 @@ class SpeedLayer::Impl {
     checkpoint_.scope = options_.scope;
     delta_encoded_.buffer().clear();
     core::SaveViewsState(views_.input, views_.final_before_ms, catalog_, aggregator_,
-                         &delta_encoded_);
+                         &delta_encoded_, live);
     checkpoint_.views_state = delta_encoded_.buffer();
     delta_encoded_.buffer().clear();
     core::SaveAggregatorState(catalog_, boundary_ == INT64_MIN ? aggregator_ : *delta_,
@@ -259,6 +282,7 @@ class SpeedLayer::Impl {
     uint32_t id_offset;
     uint32_t id_size;
     beacon::BeaconType type;
+    uint8_t context;
     core::TagSetId tags;
     int64_t ts;
     double value;
@@ -366,7 +390,7 @@ class SpeedLayer::Impl {
     full_.Append(done_.View());
     events_.clear();
     for (const OpenEvent& o : open_) {
-      events_.push_back(core::Event{o.ts, o.id, o.value, o.tags, o.type});
+      events_.push_back(core::Event{o.ts, o.id, o.value, o.tags, o.type, o.context});
     }
     core::Summarize(events_, options_.session_gap_ms, &catalog_, &full_);
   }
@@ -410,6 +434,81 @@ class SpeedLayer::Impl {
     if (InDelta(e->last_ts)) DeltaFrom(full_.View(), +1);
     Store(e);
     return Status::Ok();
+  }
+
+  // Live scoring: the probability that each session in progress converts, summed per key of
+  // its attribution. A session is in progress when it can still grow (not complete at the
+  // watermark) and has no conversion yet; its features are computed exactly as for training
+  // (core::SessionFeatures over its beacons so far, the visitor's earlier sessions as history).
+  Status Score(const model::LoadedModel& m, core::LiveScores* live) {
+    if (m.info.version != scored_version_) {
+      scored_version_ = m.info.version;
+      tag_columns_.clear();
+    }
+    const size_t width = m.encoder.size();
+    score_rows_.clear();
+    score_keys_.clear();
+    const int64_t gap = options_.session_gap_ms;
+    Status status = Status::Ok();
+    visitors_.ForEach([&](const VisitorTable::Entry& e) {
+      if (!status.ok() || (e.mark & kOpenBit) == 0 || e.last_ts + gap < watermark_) return;
+      status = Load(e);
+      if (!status.ok()) return;
+      BuildFull();
+      if (full_.sessions.empty() || events_.empty()) return;
+      const core::Session& s = full_.sessions.back();
+      if (s.conversions > 0 || s.end_ts + gap < watermark_ || s.events > events_.size()) return;
+      core::SessionHistory history;
+      for (size_t i = 0; i + 1 < full_.sessions.size(); ++i) {
+        history.Add(full_.sessions[i].end_ts, full_.sessions[i].conversions > 0);
+      }
+      const std::span<const core::Event> session =
+          std::span<const core::Event>(events_).last(s.events);
+      const size_t at = score_rows_.size();
+      score_rows_.resize(at + width, 0.0F);
+      core::SessionFeatures(session, history, &score_rows_[at]);
+      for (const int c : TagColumns(m.encoder, session.front().tags)) score_rows_[at + c] = 1.0F;
+      score_keys_.push_back(s.attribution);
+    });
+    DUET_RETURN_IF_ERROR(status);
+    live->model_version = m.info.version;
+    live->max_model_version = m.info.version;
+    live->as_of_ms = max_ts_ == INT64_MIN ? 0 : max_ts_;
+    if (score_keys_.empty()) return Status::Ok();
+    DUET_RETURN_IF_ERROR(m.booster->Predict(score_rows_, &score_out_));
+    std::map<std::pair<std::string, std::string>, core::LiveRow> rows;
+    auto add = [&rows](const std::string& x, const std::string& v, double p) {
+      core::LiveRow& row = rows[{x, v}];
+      row.experiment = x;
+      row.variant = v;
+      ++row.sessions;
+      row.expected_conversions += p;
+    };
+    const std::string none;
+    for (size_t i = 0; i < score_keys_.size(); ++i) {
+      const double p = score_out_[i];
+      add(none, none, p);
+      for (const core::KeyTag& k : catalog_.Tags(score_keys_[i])) {
+        add(catalog_.ExperimentName(k.experiment), catalog_.KeyVariant(k.key), p);
+      }
+    }
+    for (auto& [key, row] : rows) live->rows.push_back(std::move(row));
+    return Status::Ok();
+  }
+
+  // The model's variant columns of a tag set (cached per model version).
+  const std::vector<int>& TagColumns(const model::FeatureEncoder& encoder, core::TagSetId tags) {
+    if (tag_columns_.size() <= tags) tag_columns_.resize(catalog_.tag_set_count());
+    std::optional<std::vector<int>>& cols = tag_columns_[tags];
+    if (!cols) {
+      cols.emplace();
+      for (const beacon::ExperimentTag& t : catalog_.TagSetNames(tags)) {
+        if (const int c = encoder.VariantColumn(t.experiment, t.variant); c >= 0) {
+          cols->push_back(c);
+        }
+      }
+    }
+    return *cols;
   }
 
   // Summarizes the sessions the watermark has completed in visitors that were not touched
@@ -718,6 +817,12 @@ class SpeedLayer::Impl {
   std::vector<OpenEvent> merged_;
   core::SessionList full_;           // done_ and the sessions of open_ (BuildFull)
   std::vector<core::Event> events_;  // open_ as core::Events
+  // Live scoring scratch, and the variant columns of each tag set for the scored model version.
+  int64_t scored_version_ = 0;
+  std::vector<std::optional<std::vector<int>>> tag_columns_;
+  std::vector<float> score_rows_;
+  std::vector<float> score_out_;
+  std::vector<core::TagSetId> score_keys_;
   ByteWriter state_;                 // one visitor's encoded state (Store)
   ByteWriter snapshot_;
   std::vector<std::pair<Hash128, int64_t>> new_ids_;    // ids first seen in this batch

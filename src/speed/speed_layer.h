@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,6 +20,7 @@
 #include "core/bad_row.h"
 #include "core/views.h"
 #include "log/log.h"
+#include "model/registry.h"
 #include "store/store.h"
 #include "util/result.h"
 
@@ -42,6 +44,9 @@ struct SpeedOptions {
   int64_t lateness_ms = 10 * 60 * 1000;
   int64_t ttl_ms = 12 * 3600 * 1000LL;
   size_t max_batch_lines = 1'000'000;
+  // Live scoring: when this returns a model, every micro-batch scores the sessions in progress
+  // with it (core::LiveScores in the views). Called once per micro-batch; may be empty.
+  std::function<std::shared_ptr<const model::LoadedModel>()> model;
 };
 
 struct MicroBatchStats {

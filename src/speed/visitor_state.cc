@@ -27,7 +27,9 @@ void EncodeVisitorState(const core::SessionSpan& done, std::span<const OpenEvent
     w->I64(e.ts - prev);
     prev = e.ts;
     w->U64(e.tags);
-    w->U64(static_cast<uint64_t>(e.type));
+    // The type in the low 2 bits, the context above: a state written before contexts existed
+    // decodes with context 0.
+    w->U64(static_cast<uint64_t>(e.type) | uint64_t{e.context} << 2);
     if (e.type == beacon::BeaconType::kConversion) w->F64(e.value);
     w->Str(e.ts >= keep_ids_from ? e.id : std::string_view());
   }
@@ -69,10 +71,12 @@ bool DecodeVisitorState(std::string_view bytes, size_t tag_sets, core::SessionLi
     e.ts = prev + r.I64();
     prev = e.ts;
     const uint64_t tags = r.U64();
-    const uint64_t type = r.U64();
+    const uint64_t packed = r.U64();
+    const uint64_t type = packed & 3;
     if (!r.ok() || tags >= tag_sets ||
-        type > static_cast<uint64_t>(beacon::BeaconType::kConversion))
+        type > static_cast<uint64_t>(beacon::BeaconType::kConversion) || packed >> 2 > 0xff)
       return false;
+    e.context = static_cast<uint8_t>(packed >> 2);
     e.tags = static_cast<core::TagSetId>(tags);
     e.type = static_cast<beacon::BeaconType>(type);
     if (e.type == beacon::BeaconType::kConversion) e.value = r.F64();

@@ -26,6 +26,7 @@ struct OpenEvent {
   core::TagSetId tags = core::kEmptyTagSet;
   beacon::BeaconType type = beacon::BeaconType::kInteraction;
   std::string_view id;
+  uint8_t context = 0;  // core::BeaconContext, for live scoring
 };
 
 inline bool OpenEventBefore(const OpenEvent& a, const OpenEvent& b) {

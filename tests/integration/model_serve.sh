@@ -3,6 +3,7 @@
 # registry, `duet serve --workers 2` (prefork master + 2 workers) answering /v1/predict and
 # /v1/models. Checks:
 # - the first model is promoted, a version registered with --no-promote is not;
+# - the speed layer scores the sessions in progress with it; the report shows them (live);
 # - single and batch predictions agree and name the model version; bad payloads get precise 422s;
 # - under load (wrk, 16 connections), promoting other versions twice (hot reload in every worker)
 #   and a SIGHUP (graceful restart of every worker) fail or drop no request: wrk reports no
@@ -30,6 +31,13 @@ grep -q '^\*       1 ' "$work/models.out" || { echo "FAILED: version 1 is not ma
 "$duet" models export --store "$store" --version 1 --out "$work/export" >/dev/null
 [ -s "$work/export/model.ubj" ] && [ -s "$work/export/meta.json" ] ||
   { echo "FAILED: export wrote no model.ubj/meta.json"; exit 1; }
+
+# Live scoring: the speed layer over the first half of the traffic scores the sessions in
+# progress with the current model (version 1).
+first_half_of_master "$work/early"
+"$duet" stream --source "$work/early" --store "$store" --drain 2>"$work/stream.log" >/dev/null
+grep -q '"event":"stream.model_loaded","version":1' "$work/stream.log" ||
+  { echo "FAILED: the speed layer did not load model version 1"; exit 1; }
 
 "$duet" serve --store "$store" --listen 127.0.0.1:0 --workers 2 --model-refresh 200ms \
   >"$work/serve.out" 2>"$work/serve.log" &
@@ -101,6 +109,15 @@ st, _, b = call("v1/models")
 check(st == 200 and b["current"] == 1 and b["served"] == 1 and [v["version"] for v in b["versions"]] == [1, 2],
       f"/v1/models: {b}")
 check(b["versions"][0]["metadata"]["holdout"]["auc"] > 0.55, "version 1's holdout AUC")
+st, _, r = call("v1/experiments/checkout_button/report")
+live = r.get("live") if st == 200 else None
+check(live is not None and live["model_version"] == 1, f"report live: {st} {live}")
+if live:
+    n = sum(v["sessions_in_progress"] for v in live["variants"])
+    e = sum(v["expected_conversions"] for v in live["variants"])
+    check(n > 0 and 0 < e < n, f"live scores: {n} sessions in progress, {e} expected")
+    print(f"live scoring: checkout_button has {n} sessions in progress, {e:.1f} conversions expected "
+          f"(model v{live['model_version']})")
 if fails:
     sys.exit(1)
 print(f"predict API: {len(objs)} singles equal one batch, {len(errors) + 2} errors, /v1/models")

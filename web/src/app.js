@@ -529,7 +529,23 @@
         el('span', { class: 'swatch', 'data-field': 'swatch' }),
         el('h3', { text: name }),
         el('span', { class: 'badge', 'data-field': 'role' })),
-      stats, totals, lifts);
+      stats, totals,
+      el('p', { class: 'kpi-live muted', 'data-field': 'live', 'data-testid': `live-${name}` }),
+      lifts);
+  }
+
+  // The speed layer's model read of this variant's sessions in progress (report.live).
+  function updateLive(p, v, report) {
+    const live = report.live && (report.live.variants || []).find((x) => x.variant === v.variant);
+    p.hidden = !live;
+    if (!live) return;
+    const version = report.live.model_version === report.live.max_model_version
+      ? `model v${report.live.model_version}` : `models v${report.live.model_version}–v${report.live.max_model_version}`;
+    setAttr(p, 'data-raw', String(live.expected_conversions));
+    setAttr(p, 'title', `Sum of the predicted conversion probabilities of the sessions that are still in progress and have not converted, as of ${report.live.as_of}`);
+    setText(p, `Live (${version}): ${fmtInt(live.sessions_in_progress)} sessions in progress, ` +
+      `${live.expected_conversions.toFixed(1)} conversions expected ` +
+      `(${fmtPct(live.expected_rate_in_progress, 1)}) · ${fmtInt(live.observed_conversions)} observed so far`);
   }
 
   function updateKpiCard(card, v, report, color) {
@@ -542,6 +558,7 @@
     setNum(q('conversions'), v.conversions, fmtInt(v.conversions));
     setNum(q('revenue'), v.revenue, fmtMoney(v.revenue));
     setNum(q('events'), v.events, fmtInt(v.events));
+    updateLive(q('live'), v, report);
 
     const lifts = q('lifts');
     lifts.hidden = isControl || !v.vs_control;

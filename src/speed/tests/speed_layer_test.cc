@@ -6,13 +6,17 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "batch/batch.h"
 #include "gen/generator.h"
+#include "core/features.h"
 #include "log/file_log.h"
+#include "model/training.h"
 #include "serve/merge.h"
 #include "store/store.h"
 
@@ -468,6 +472,130 @@ TEST_F(SpeedLayerTest, SecondWriterIsFencedOff) {
   auto st = b.Step(true);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), StatusCode::kAborted);
+}
+
+}  // namespace
+}  // namespace duet::speed
+
+namespace duet::speed {
+namespace {
+
+// Live scoring: the speed layer's sum over the sessions in progress equals the model's
+// predictions for those sessions computed from the batch layer's view of the same beacons.
+TEST(LiveScoringTest, ExpectedConversionsOfSessionsInProgress) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("duet_live_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  gen::GenerateOptions g;
+  g.out_dir = (dir / "data").string();
+  g.beacons = 40000;
+  g.hours = 4;
+  g.late_fraction = 0;
+  ASSERT_TRUE(gen::WriteDataset(g, nullptr).ok());
+  // The first 60 % of the lines in read order: the stream cut mid-traffic, with many sessions in
+  // progress at its end.
+  auto inputs = batch::ListInputs(g.out_dir);
+  ASSERT_TRUE(inputs.ok());
+  std::vector<std::string> lines;
+  for (const batch::InputFile& f : *inputs) {
+    std::ifstream in(f.path);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  fs::create_directories(dir / "cut");
+  {
+    std::ofstream out(dir / "cut" / "part.ndjson");
+    for (size_t i = 0; i < lines.size() * 6 / 10; ++i) out << lines[i] << '\n';
+  }
+  g.out_dir = (dir / "cut").string();
+
+  // A real model, trained on the same data.
+  model::ExampleCollector collector(2, core::kDefaultSessionGapMs);
+  batch::BatchOptions bo;
+  bo.input = g.out_dir;
+  bo.threads = 2;
+  bo.on_visitor = [&](int t, const core::Catalog& c, std::span<const core::Event> ev) {
+    collector.Visitor(t, c, ev);
+  };
+  ASSERT_TRUE(batch::RunBatch(bo, nullptr, nullptr).ok());
+  auto set = model::BuildTrainingSet(collector.Rows(), 0.2);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  model::TrainOptions to;
+  to.rounds = 10;
+  auto booster = model::Booster::Train(set->train, to);
+  ASSERT_TRUE(booster.ok());
+  auto m = std::make_shared<model::LoadedModel>(
+      model::LoadedModel{{7, 0, "{}"}, set->encoder, std::move(*booster)});
+
+  auto store = store::OpenStore("sqlite:" + (dir / "live.sqlite").string());
+  ASSERT_TRUE(store.ok());
+  auto log = log::OpenFileLog(g.out_dir);
+  ASSERT_TRUE(log.ok());
+  SpeedOptions so;
+  so.model = [m]() -> std::shared_ptr<const model::LoadedModel> { return m; };
+  SpeedLayer speed(log->get(), store->get(), so);
+  ASSERT_TRUE(speed.Recover().ok());
+  auto st = speed.Step(true);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  const int64_t watermark = st->watermark_ms;
+  const core::LiveScores& live = speed.views().live;
+  EXPECT_EQ(live.model_version, 7);
+  ASSERT_FALSE(live.rows.empty());
+  ASSERT_EQ(live.rows[0].experiment, "");  // the site row first
+
+  // The same from the batch layer's visitors: each one's last session, if it is in progress.
+  std::mutex mu;
+  int64_t sessions = 0;
+  std::vector<float> rows;
+  bo.on_visitor = [&](int, const core::Catalog& c, std::span<const core::Event> ev) {
+    std::vector<core::SessionBounds> b;
+    core::Sessionize(ev, core::kDefaultSessionGapMs, &b);
+    const std::span<const core::Event> last = ev.subspan(b.back().begin, b.back().end - b.back().begin);
+    if (last.back().ts + core::kDefaultSessionGapMs < watermark) return;
+    for (const core::Event& e : last) {
+      if (e.type == beacon::BeaconType::kConversion) return;
+    }
+    core::SessionHistory h;
+    for (size_t i = 0; i + 1 < b.size(); ++i) {
+      bool converted = false;
+      for (uint32_t k = b[i].begin; k < b[i].end; ++k) {
+        converted |= ev[k].type == beacon::BeaconType::kConversion;
+      }
+      h.Add(ev[b[i].end - 1].ts, converted);
+    }
+    std::array<float, core::kBaseFeatures> base{};
+    core::SessionFeatures(last, h, base.data());
+    std::vector<model::VariantPair> variants;
+    for (const beacon::ExperimentTag& t : c.TagSetNames(last.front().tags)) {
+      variants.emplace_back(std::string(t.experiment), std::string(t.variant));
+    }
+    std::vector<float> row(m->encoder.size());
+    m->encoder.EncodeExample(base, variants, row.data());
+    std::lock_guard<std::mutex> l(mu);
+    ++sessions;
+    rows.insert(rows.end(), row.begin(), row.end());
+  };
+  ASSERT_TRUE(batch::RunBatch(bo, nullptr, nullptr).ok());
+  std::vector<float> p;
+  ASSERT_TRUE(m->booster->Predict(rows, &p).ok());
+  double expected = 0;
+  for (const float x : p) expected += x;
+  ASSERT_GT(sessions, 20);
+  EXPECT_EQ(live.rows[0].sessions, sessions);
+  EXPECT_NEAR(live.rows[0].expected_conversions, expected, 1e-9 * expected);
+  // Every experiment's variants split (at most) the site's sessions.
+  std::map<std::string, int64_t> per_experiment;
+  for (const core::LiveRow& r : live.rows) {
+    if (!r.experiment.empty()) per_experiment[r.experiment] += r.sessions;
+  }
+  EXPECT_FALSE(per_experiment.empty());
+  for (const auto& [x, n] : per_experiment) EXPECT_LE(n, sessions) << x;
+
+  // The store's views state carries the scores to readers (the serving merge).
+  auto scopes = (*store)->ReadSpeedScopes();
+  ASSERT_TRUE(scopes.ok());
+  auto merged = serve::SpeedViews(*scopes);
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  EXPECT_EQ(merged->live, live);
+  fs::remove_all(dir);
 }
 
 }  // namespace
