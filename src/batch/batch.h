@@ -66,8 +66,7 @@ struct BatchOptions {
   // [0, threads)), with the visitor's valid, non-duplicate events sorted by EventBefore, their
   // `context` filled in (core/features.h; 0 when this is not set), and the run's catalog, which
   // holds every tag set of the events. `duet train` builds its examples here.
-  std::function<void(int thread, const core::Catalog& catalog,
-                     std::span<const core::Event> events)>
+  std::function<void(int thread, const core::Catalog& catalog, std::span<const core::Event> events)>
       on_visitor;
 };
 

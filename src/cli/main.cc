@@ -4,22 +4,22 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <simdjson.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <simdjson.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
-#include <cstring>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -1306,8 +1306,8 @@ Result<int> ListenReusePort(const std::string& host, int port) {
     a->sin_family = AF_INET;
     a->sin_port = htons(static_cast<uint16_t>(port));
     len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, host.c_str(),
-                       &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+  } else if (inet_pton(AF_INET6, host.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) ==
+             1) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(static_cast<uint16_t>(port));
@@ -1323,8 +1323,7 @@ Result<int> ListenReusePort(const std::string& host, int port) {
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
       ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, SOMAXCONN) != 0) {
-    const Status s =
-        Status::Unavailable("cannot listen on " + where + ": " + std::strerror(errno));
+    const Status s = Status::Unavailable("cannot listen on " + where + ": " + std::strerror(errno));
     ::close(fd);
     return s;
   }
@@ -1448,11 +1447,14 @@ int ServeMaster(const ServeSetup& setup, int workers) {
                                              " workers did not start (see their log lines)"));
   }
   Log(LogLevel::kInfo, "serve.listening",
-      {{"url", url}, {"store", setup.store_uri}, {"workers", workers},
+      {{"url", url},
+       {"store", setup.store_uri},
+       {"workers", workers},
        {"master_pid", static_cast<int64_t>(master)}});
-  std::printf("serve: dashboard at %s (API under %sv1/, metrics at %smetrics); %d workers, "
-              "master pid %d (SIGHUP: graceful restart)\n",
-              url.c_str(), url.c_str(), url.c_str(), workers, static_cast<int>(master));
+  std::printf(
+      "serve: dashboard at %s (API under %sv1/, metrics at %smetrics); %d workers, "
+      "master pid %d (SIGHUP: graceful restart)\n",
+      url.c_str(), url.c_str(), url.c_str(), workers, static_cast<int>(master));
   std::fflush(stdout);
 
   bool stopping = false;
@@ -1462,7 +1464,8 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     int status = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      const auto it = std::find_if(live.begin(), live.end(), [&](const Worker& w) { return w.pid == pid; });
+      const auto it =
+          std::find_if(live.begin(), live.end(), [&](const Worker& w) { return w.pid == pid; });
       if (it == live.end()) continue;
       const Worker w = *it;
       live.erase(it);
@@ -1476,8 +1479,9 @@ int ServeMaster(const ServeSetup& setup, int workers) {
       if (!stopping && w.generation == generation) {
         // A worker of the current generation died: start another, not in a tight loop.
         const bool quick = std::chrono::steady_clock::now() - w.started < std::chrono::seconds(5);
-        respawn.emplace_back(w.slot, std::chrono::steady_clock::now() +
-                                         (quick ? std::chrono::seconds(1) : std::chrono::seconds(0)));
+        respawn.emplace_back(w.slot,
+                             std::chrono::steady_clock::now() +
+                                 (quick ? std::chrono::seconds(1) : std::chrono::seconds(0)));
       }
     }
   };
@@ -1489,7 +1493,8 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     if (sig == SIGCHLD) reap();
     if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
       stopping = true;
-      Log(LogLevel::kInfo, "serve.master_stopping", {{"workers", static_cast<int64_t>(live.size())}});
+      Log(LogLevel::kInfo, "serve.master_stopping",
+          {{"workers", static_cast<int64_t>(live.size())}});
       for (const Worker& w : live) ::kill(w.pid, SIGTERM);
       stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
     }
@@ -1574,15 +1579,15 @@ int CmdServe(const std::vector<std::string>& args) {
   auto max_body = c.Int("max-body", 1, 1LL << 30);
   auto timeout = c.DurationMs("request-timeout");
   auto in_flight = c.Int("max-in-flight", 1, 1'000'000);
-  for (const Status& s : {workers.status(), threads.status(), refresh.status(),
-                          model_refresh.status(), max_body.status(), timeout.status(),
-                          in_flight.status()}) {
+  for (const Status& s :
+       {workers.status(), threads.status(), refresh.status(), model_refresh.status(),
+        max_body.status(), timeout.status(), in_flight.status()}) {
     if (!s.ok()) return Fail("serve", s);
   }
   if (*refresh < 100 || *model_refresh < 100) {
-    return Fail("serve", Status::InvalidArgument(
-                             "--refresh " + c.String("refresh") + ", --model-refresh " +
-                             c.String("model-refresh") + ": expected at least 100ms each"));
+    return Fail("serve", Status::InvalidArgument("--refresh " + c.String("refresh") +
+                                                 ", --model-refresh " + c.String("model-refresh") +
+                                                 ": expected at least 100ms each"));
   }
   if (*timeout < 1 || *timeout > 3'600'000) {
     return Fail("serve",
@@ -1725,8 +1730,7 @@ int CmdTrain(const std::vector<std::string>& args) {
   c.Define("max-depth", "4", "tree depth");
   c.Define("eta", "0.1", "learning rate");
   c.Define("seed", "42", "random seed (training is deterministic for a seed and thread count)");
-  c.Define("force", "false", "promote even if the current model does better on this holdout",
-           true);
+  c.Define("force", "false", "promote even if the current model does better on this holdout", true);
   c.Define("no-promote", "false", "register the new version without promoting it", true);
   if (int rc = ParseOrHelp("train",
                            "Trains the conversion-propensity model from the batch layer's "
@@ -1775,7 +1779,8 @@ int CmdTrain(const std::vector<std::string>& args) {
   const double read_s = since();
   auto set = model::BuildTrainingSet(collector.Rows(), *holdout);
   if (!set.ok()) return Fail("train", set.status());
-  std::printf("train: %" PRId64 " lines, %zu visitors -> %zu examples (%zu features): %zu for "
+  std::printf("train: %" PRId64
+              " lines, %zu visitors -> %zu examples (%zu features): %zu for "
               "training (sessions from %s to %s), %zu held out (%s to %s) [%.1f s]\n",
               views->input.lines, collector.visitors(), set->train.rows() + set->holdout.rows(),
               set->encoder.size(), set->train.rows(),
@@ -1807,12 +1812,12 @@ int CmdTrain(const std::vector<std::string>& args) {
        {"holdout_auc", e.auc},
        {"holdout_log_loss", e.log_loss},
        {"seconds", since()}});
-  std::printf("train: holdout AUC %.4f, log-loss %.4f, %" PRId64 " of %" PRId64
-              " examples converted (%.2f %%) [%.1f s]\n",
-              e.auc, e.log_loss, e.positives, e.rows,
-              e.rows > 0 ? 100.0 * static_cast<double>(e.positives) / static_cast<double>(e.rows)
-                         : 0.0,
-              since());
+  std::printf(
+      "train: holdout AUC %.4f, log-loss %.4f, %" PRId64 " of %" PRId64
+      " examples converted (%.2f %%) [%.1f s]\n",
+      e.auc, e.log_loss, e.positives, e.rows,
+      e.rows > 0 ? 100.0 * static_cast<double>(e.positives) / static_cast<double>(e.rows) : 0.0,
+      since());
   std::printf("train: calibration (predicted -> observed):");
   for (const model::CalibrationBin& b : e.calibration) {
     if (b.count > 0) {
@@ -1835,7 +1840,7 @@ int CmdModels(const std::vector<std::string>& args) {
     std::printf("%s", usage.c_str());
     return args.empty() ? kExitUsage : kExitOk;
   }
-  const std::string action = args[0];
+  const std::string& action = args[0];
   if (action != "list" && action != "export" && action != "promote") {
     std::fprintf(stderr, "duet models: unknown action '%s'\n%s", action.c_str(), usage.c_str());
     return kExitUsage;
@@ -1894,9 +1899,9 @@ int CmdModels(const std::vector<std::string>& args) {
         if (auto v = doc["training"]["to"].get_string(); !v.error()) to = v.value_unsafe();
       }
       std::printf("%s %7" PRId64 "  %-24s  %11.4f  %12" PRId64 "  %.*s .. %.*s\n",
-                  m.version == *current ? "*" : " ", m.version,
-                  UtcTimeString(m.created_ms).c_str(), auc, rows, static_cast<int>(from.size()),
-                  from.data(), static_cast<int>(to.size()), to.data());
+                  m.version == *current ? "*" : " ", m.version, UtcTimeString(m.created_ms).c_str(),
+                  auc, rows, static_cast<int>(from.size()), from.data(),
+                  static_cast<int>(to.size()), to.data());
     }
     return kExitOk;
   }
@@ -1905,8 +1910,7 @@ int CmdModels(const std::vector<std::string>& args) {
   if (!version.ok()) return Fail(cmd, version.status());
   if (action == "promote") {
     if (Status s = (*store)->PromoteModel(*version, *current); !s.ok()) return Fail(cmd, s);
-    std::printf("models: version %" PRId64 " is current (was %" PRId64 ")\n", *version,
-                *current);
+    std::printf("models: version %" PRId64 " is current (was %" PRId64 ")\n", *version, *current);
     return kExitOk;
   }
   if (Status s = c.Require("out"); !s.ok()) return Fail(cmd, s);
@@ -1917,8 +1921,9 @@ int CmdModels(const std::vector<std::string>& args) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) return Fail(cmd, Status::IoError(out.string() + ": " + ec.message()));
-  for (const auto& [name, bytes] : {std::pair<std::string, const std::string*>{"model.ubj", &m->bytes},
-                                    {"meta.json", &m->info.metadata}}) {
+  for (const auto& [name, bytes] :
+       {std::pair<std::string, const std::string*>{"model.ubj", &m->bytes},
+        {"meta.json", &m->info.metadata}}) {
     if (Status s = WriteFileAtomic((out / name).string(), *bytes); !s.ok()) return Fail(cmd, s);
   }
   std::printf("models: version %" PRId64 " -> %s/model.ubj, %s/meta.json\n", *version,

@@ -7,12 +7,28 @@
 namespace duet::core {
 
 const std::array<std::string_view, kBaseFeatures> kBaseFeatureNames = {
-    "beacons",          "pageviews",          "clicks",           "scrolls",
-    "searches",         "add_to_carts",       "video_plays",      "form_submits",
-    "other_interactions", "seconds_since_start", "hour_of_day",    "day_of_week",
-    "device_desktop",   "device_mobile",      "device_tablet",    "referrer_search",
-    "referrer_social",  "referrer_email",     "referrer_other",   "previous_sessions",
-    "previous_conversions", "hours_since_previous_session"};
+    "beacons",
+    "pageviews",
+    "clicks",
+    "scrolls",
+    "searches",
+    "add_to_carts",
+    "video_plays",
+    "form_submits",
+    "other_interactions",
+    "seconds_since_start",
+    "hour_of_day",
+    "day_of_week",
+    "device_desktop",
+    "device_mobile",
+    "device_tablet",
+    "referrer_search",
+    "referrer_social",
+    "referrer_email",
+    "referrer_other",
+    "previous_sessions",
+    "previous_conversions",
+    "hours_since_previous_session"};
 
 namespace {
 
@@ -34,9 +50,10 @@ bool InDomain(std::string_view host, std::string_view domain) {
 }
 
 constexpr std::array<std::string_view, 7> kSearchDomains = {
-    "google.com", "bing.com", "duckduckgo.com", "yahoo.com", "yandex.ru", "baidu.com", "ecosia.org"};
+    "google.com", "bing.com",  "duckduckgo.com", "yahoo.com",
+    "yandex.ru",  "baidu.com", "ecosia.org"};
 constexpr std::array<std::string_view, 10> kSocialDomains = {
-    "facebook.com", "t.co",       "twitter.com", "x.com",      "instagram.com",
+    "facebook.com", "t.co",       "twitter.com",   "x.com",       "instagram.com",
     "linkedin.com", "reddit.com", "pinterest.com", "youtube.com", "tiktok.com"};
 
 }  // namespace

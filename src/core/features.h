@@ -59,8 +59,8 @@ inline constexpr std::string_view kVariantColumnPrefix = "experiment:";
 
 // What a session's features need of the visitor's earlier sessions.
 struct SessionHistory {
-  int64_t sessions = 0;            // earlier sessions
-  int64_t converted_sessions = 0;  // of which with a conversion
+  int64_t sessions = 0;             // earlier sessions
+  int64_t converted_sessions = 0;   // of which with a conversion
   int64_t last_end_ts = INT64_MIN;  // the latest one's last beacon; INT64_MIN when none
   // Adds one earlier session (in time order).
   void Add(int64_t end_ts, bool converted) {
@@ -82,9 +82,9 @@ inline constexpr uint32_t kMaxCheckpoint = 16;
 
 struct Example {
   int64_t session_start_ts = 0;
-  uint32_t beacons = 0;        // the checkpoint k
+  uint32_t beacons = 0;          // the checkpoint k
   TagSetId tags = kEmptyTagSet;  // the experiments of the session's first beacon
-  bool converted = false;      // the label: the session has a conversion after its first k beacons
+  bool converted = false;  // the label: the session has a conversion after its first k beacons
   std::array<float, kBaseFeatures> features{};
 };
 

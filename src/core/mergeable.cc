@@ -89,11 +89,10 @@ Status ViewsMerger::ReadInput(ByteReader* r, std::string_view what) {
       row.sessions = r->I64();
       row.expected_conversions = r->F64();
       if (!r->ok()) return Damaged(what, "live scores");
-      auto it = std::lower_bound(live_.rows.begin(), live_.rows.end(), row,
-                                 [](const LiveRow& a, const LiveRow& b) {
-                                   return std::tie(a.experiment, a.variant) <
-                                          std::tie(b.experiment, b.variant);
-                                 });
+      auto it = std::lower_bound(
+          live_.rows.begin(), live_.rows.end(), row, [](const LiveRow& a, const LiveRow& b) {
+            return std::tie(a.experiment, a.variant) < std::tie(b.experiment, b.variant);
+          });
       if (it != live_.rows.end() && it->experiment == row.experiment &&
           it->variant == row.variant) {
         it->sessions += row.sessions;

@@ -23,7 +23,7 @@ Status ModelCache::Refresh() {
     std::lock_guard<std::mutex> l(mu_);
     served = current_ != nullptr ? current_->info.version : 0;
   }
-  std::shared_ptr<const model::LoadedModel> loaded;
+  std::shared_ptr<const LoadedModel> loaded;
   if (*current != 0 && *current != served) {
     auto m = LoadModel(store_, *current);
     Status check = m.status();
@@ -35,12 +35,12 @@ Status ModelCache::Refresh() {
     }
     if (!check.ok()) {
       if (on_load_) on_load_(false, served);
-      return fail(Status(check.code() == StatusCode::kNotFound ? Status::NotFound(check.message())
-                                                                : check));
+      return fail(check);
     }
     loaded = std::move(*m);
   }
-  std::shared_ptr<const model::LoadedModel> old;
+  const bool swapped = loaded != nullptr;
+  std::shared_ptr<const LoadedModel> old;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (loaded != nullptr) {
@@ -53,13 +53,11 @@ Status ModelCache::Refresh() {
     health_.last_success_ms = now_ms_();
     health_.last_error.clear();
   }
-  if (old != nullptr || (current_ != nullptr && served == 0)) {
-    if (on_load_) on_load_(true, health().served_version);
-  }
+  if (swapped && on_load_) on_load_(true, *current);
   return Status::Ok();  // `old` is freed here, outside the lock, unless a request still holds it
 }
 
-std::shared_ptr<const model::LoadedModel> ModelCache::Current() const {
+std::shared_ptr<const LoadedModel> ModelCache::Current() const {
   std::lock_guard<std::mutex> l(mu_);
   return current_;
 }

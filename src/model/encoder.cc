@@ -103,13 +103,24 @@ constexpr int64_t kMaxCount = 1'000'000'000;
 
 }  // namespace
 
-const std::array<std::string_view, 18> kFeatureObjectFields = {
-    "beacons",          "pageviews",         "clicks",
-    "scrolls",          "searches",          "add_to_carts",
-    "video_plays",      "form_submits",      "other_interactions",
-    "seconds_since_start", "hour_of_day",     "day_of_week",
-    "device",           "referrer",          "previous_sessions",
-    "previous_conversions", "hours_since_previous_session", "experiments"};
+const std::array<std::string_view, 18> kFeatureObjectFields = {"beacons",
+                                                               "pageviews",
+                                                               "clicks",
+                                                               "scrolls",
+                                                               "searches",
+                                                               "add_to_carts",
+                                                               "video_plays",
+                                                               "form_submits",
+                                                               "other_interactions",
+                                                               "seconds_since_start",
+                                                               "hour_of_day",
+                                                               "day_of_week",
+                                                               "device",
+                                                               "referrer",
+                                                               "previous_sessions",
+                                                               "previous_conversions",
+                                                               "hours_since_previous_session",
+                                                               "experiments"};
 
 Result<FeatureEncoder> FeatureEncoder::Create(std::vector<std::string> columns) {
   if (columns.size() < kBaseFeatures) {
@@ -123,8 +134,8 @@ Result<FeatureEncoder> FeatureEncoder::Create(std::vector<std::string> columns) 
     if (i < kBaseFeatures) {
       if (c != core::kBaseFeatureNames[i]) {
         return Status::InvalidArgument("feature column " + std::to_string(i) + ": '" + c +
-                                       "'; expected '" +
-                                       std::string(core::kBaseFeatureNames[i]) + "'");
+                                       "'; expected '" + std::string(core::kBaseFeatureNames[i]) +
+                                       "'");
       }
       continue;
     }
@@ -156,8 +167,7 @@ Result<FeatureEncoder> FeatureEncoder::Create(std::vector<std::string> columns) 
 FeatureEncoder FeatureEncoder::ForVariants(std::vector<VariantPair> variants) {
   std::sort(variants.begin(), variants.end());
   variants.erase(std::unique(variants.begin(), variants.end()), variants.end());
-  std::vector<std::string> columns(core::kBaseFeatureNames.begin(),
-                                   core::kBaseFeatureNames.end());
+  std::vector<std::string> columns(core::kBaseFeatureNames.begin(), core::kBaseFeatureNames.end());
   for (const auto& [x, v] : variants) {
     columns.push_back(std::string(core::kVariantColumnPrefix) + x + "=" + v);
   }
@@ -206,8 +216,7 @@ Status FeatureEncoder::EncodeJson(dom::element el, float* row) const {
         names += names.empty() ? "" : ", ";
         names += f;
       }
-      return Status::InvalidArgument("unknown field " + Quote(key) + "; expected one of: " +
-                                     names);
+      return Status::InvalidArgument("unknown field " + Quote(key) + "; expected one of: " + names);
     }
     const size_t f = static_cast<size_t>(it - kFeatureObjectFields.begin());
     if ((seen >> f & 1U) != 0) {

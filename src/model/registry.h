@@ -34,7 +34,7 @@ struct RegisterOptions {
 struct TrainOutcome {
   store::ModelInfo info;  // the new version
   Evaluation holdout;
-  int64_t previous_version = 0;           // current before this run (0: none)
+  int64_t previous_version = 0;                   // current before this run (0: none)
   std::optional<Evaluation> previous_on_holdout;  // the previous model on the same holdout
   bool promoted = false;
   std::string decision;  // why it was or was not promoted, for people
@@ -45,8 +45,7 @@ struct TrainOutcome {
 // not forced. Promotion is a compare-and-set: Aborted if another version was promoted while
 // this one trained (the new version stays registered).
 Result<TrainOutcome> TrainAndRegister(const TrainingSet& set, const TrainOptions& options,
-                                      const RegisterOptions& register_options,
-                                      store::Store* store);
+                                      const RegisterOptions& register_options, store::Store* store);
 
 // A version ready to serve: immutable, shared by request threads.
 struct LoadedModel {

@@ -89,9 +89,8 @@ Result<TrainingSet> BuildTrainingSet(std::vector<ExampleCollector::Row> rows,
   // The latest `holdout_fraction` of the examples, cut between two session starts.
   const size_t at = static_cast<size_t>(static_cast<double>(rows.size()) * (1 - holdout_fraction));
   const int64_t cut = rows[std::min(at, rows.size() - 1)].example.session_start_ts;
-  const auto split = std::partition_point(rows.begin(), rows.end(), [&](const auto& r) {
-    return r.example.session_start_ts < cut;
-  });
+  const auto split = std::partition_point(
+      rows.begin(), rows.end(), [&](const auto& r) { return r.example.session_start_ts < cut; });
   const size_t n_train = static_cast<size_t>(split - rows.begin());
   if (n_train == 0 || n_train == rows.size()) {
     return Status::FailedPrecondition(

@@ -25,8 +25,8 @@ class ExampleCollector {
   void Visitor(int thread, const core::Catalog& catalog, std::span<const core::Event> events);
 
   struct Row {
-    core::Example example;                        // example.tags is unused here
-    const std::vector<VariantPair>* variants;     // the session's experiments, sorted
+    core::Example example;                     // example.tags is unused here
+    const std::vector<VariantPair>* variants;  // the session's experiments, sorted
   };
   // Every example collected, in a deterministic order: by session start, then content. The
   // pointers stay valid while the collector lives.
@@ -62,8 +62,9 @@ struct TrainingSet {
 };
 
 // Splits rows (in Rows() order) by time: the holdout is the examples of the latest sessions,
-// about `holdout_fraction` of them (the cut falls between two session starts). FailedPrecondition, saying what is missing, when either part
-// would be empty or the training part lacks one of the classes.
+// about `holdout_fraction` of them (the cut falls between two session starts). FailedPrecondition,
+// saying what is missing, when either part would be empty or the training part lacks one of the
+// classes.
 Result<TrainingSet> BuildTrainingSet(std::vector<ExampleCollector::Row> rows,
                                      double holdout_fraction);
 

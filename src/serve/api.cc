@@ -25,7 +25,6 @@ namespace {
 
 constexpr int64_t kHourMs = 3'600'000;
 
-
 std::string TimeString(int64_t ms) { return UtcTimeString(ms); }
 
 HttpResponse JsonResponse(std::string body) {
@@ -685,10 +684,10 @@ struct ServeProbe::Impl {
           .Help("Bad rows in the served views' input accounting, by reason")
           .Register(*registry);
   prometheus::Counter& predictions = prometheus::BuildCounter()
-                                        .Name("duet_model_predictions_total")
-                                        .Help("Rows scored by POST /v1/predict")
-                                        .Register(*registry)
-                                        .Add({});
+                                         .Name("duet_model_predictions_total")
+                                         .Help("Rows scored by POST /v1/predict")
+                                         .Register(*registry)
+                                         .Add({});
   prometheus::Family<prometheus::Counter>& model_loads =
       prometheus::BuildCounter()
           .Name("duet_model_loads_total")
@@ -705,7 +704,9 @@ struct ServeProbe::Impl {
 ServeProbe::ServeProbe() : impl_(std::make_unique<Impl>()) {}
 ServeProbe::~ServeProbe() = default;
 
-void ServeProbe::Predicted(int64_t rows) { impl_->predictions.Increment(static_cast<double>(rows)); }
+void ServeProbe::Predicted(int64_t rows) {
+  impl_->predictions.Increment(static_cast<double>(rows));
+}
 
 void ServeProbe::ModelLoaded(bool ok, int64_t version) {
   impl_->model_loads.Add({{"result", ok ? "ok" : "error"}}).Increment();
@@ -743,8 +744,7 @@ std::string ServeProbe::Text(int64_t now_ms, int64_t loaded_ms) {
 // ------------------------------------------------------------------ routing
 
 Api::Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
-         std::function<int64_t()> now_ms, const std::vector<Asset>* assets,
-         const ModelApi* models)
+         std::function<int64_t()> now_ms, const std::vector<Asset>* assets, const ModelApi* models)
     : cache_(cache),
       probe_(probe),
       options_(options),

@@ -242,10 +242,10 @@ void Session::Read() {
   // The first request of a connection must arrive within the request timeout; a next one within
   // the idle timeout (then the request timeout applies to the rest of it — simplified: the whole
   // read is bounded by the idle timeout for keep-alive requests).
-  const int wait_ms = server_->stopping()
-                          ? std::min(server_->options().drain_ms, server_->options().idle_timeout_ms)
-                      : first_ ? server_->options().request_timeout_ms
-                               : server_->options().idle_timeout_ms;
+  const int wait_ms = server_->stopping() ? std::min(server_->options().drain_ms,
+                                                     server_->options().idle_timeout_ms)
+                      : first_            ? server_->options().request_timeout_ms
+                                          : server_->options().idle_timeout_ms;
   stream_.expires_after(std::chrono::milliseconds(wait_ms));
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -296,6 +296,9 @@ void Session::OnRead(beast::error_code ec) {
   }
   if (auto it = req.find(http::field::accept_encoding); it != req.end()) {
     r.accept_encoding = std::string(it->value());
+  }
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    r.authorization = std::string(it->value());
   }
   r.body = req.body();
   HttpResponse response;

@@ -34,6 +34,7 @@ struct HttpRequest {
   std::string query;   // the target after '?', not decoded ("" if none)
   std::string content_type;
   std::string accept_encoding;
+  std::string authorization;  // the Authorization header ("" if none)
   std::string body;
 };
 

@@ -37,8 +37,8 @@ ModelApi::ModelApi(const ModelCache* cache, ServeProbe* probe, ModelApiOptions o
 HttpResponse ModelApi::Handle(const HttpRequest& req, std::string_view path) const {
   if (path == "/v1/predict") {
     if (req.method != "POST") {
-      HttpResponse r = Problem(405, "method " + req.method +
-                                        " is not allowed on /v1/predict; allowed: POST");
+      HttpResponse r =
+          Problem(405, "method " + req.method + " is not allowed on /v1/predict; allowed: POST");
       r.headers.emplace_back("Allow", "POST");
       return r;
     }
@@ -61,10 +61,10 @@ HttpResponse ModelApi::Predict(const HttpRequest& req) const {
   const std::shared_ptr<const model::LoadedModel> m = cache_->Current();
   if (m == nullptr) {
     const ModelCache::Health h = cache_->health();
-    HttpResponse r = Problem(
-        503, h.last_error.empty()
-                 ? std::string("no model is promoted yet; train one with duet train")
-                 : "no model could be loaded: " + h.last_error);
+    HttpResponse r =
+        Problem(503, h.last_error.empty()
+                         ? std::string("no model is promoted yet; train one with duet train")
+                         : "no model could be loaded: " + h.last_error);
     r.headers.emplace_back("Retry-After", "5");
     return r;
   }
@@ -74,8 +74,7 @@ HttpResponse ModelApi::Predict(const HttpRequest& req) const {
   thread_local std::vector<float> out;
   simdjson::dom::element doc;
   if (const auto err = parser.parse(req.body).get(doc); err != simdjson::SUCCESS) {
-    return Problem(400, std::string("body: not valid JSON (") + simdjson::error_message(err) +
-                            ")");
+    return Problem(400, std::string("body: not valid JSON (") + simdjson::error_message(err) + ")");
   }
   const size_t width = m->encoder.size();
   simdjson::dom::object obj;

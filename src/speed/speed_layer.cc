@@ -9,8 +9,8 @@
 #include <map>
 #include <optional>
 #include <span>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "beacon/parser.h"
@@ -175,8 +175,12 @@ class SpeedLayer::Impl {
     for (const Pending& p : pending_) {
       Dirty& d = dirty_[p.visitor];
       grouped_[d.first + d.count++] =
-          OpenEvent{p.ts, p.value, p.tags, p.type,
-                    std::string_view(pending_ids_).substr(p.id_offset, p.id_size), p.context};
+          OpenEvent{p.ts,
+                    p.value,
+                    p.tags,
+                    p.type,
+                    std::string_view(pending_ids_).substr(p.id_offset, p.id_size),
+                    p.context};
     }
     for (const Dirty& d : dirty_) {
       VisitorTable::Entry* e = visitors_.Find(d.key);
@@ -823,7 +827,7 @@ class SpeedLayer::Impl {
   std::vector<float> score_rows_;
   std::vector<float> score_out_;
   std::vector<core::TagSetId> score_keys_;
-  ByteWriter state_;                 // one visitor's encoded state (Store)
+  ByteWriter state_;  // one visitor's encoded state (Store)
   ByteWriter snapshot_;
   std::vector<std::pair<Hash128, int64_t>> new_ids_;    // ids first seen in this batch
   std::vector<std::pair<int64_t, int64_t>> id_chunks_;  // (epoch, newest ts) of id records

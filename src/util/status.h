@@ -10,13 +10,13 @@ namespace duet {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,  // the caller passed something malformed (flag, URI, file contents)
-  kNotFound,         // a named thing does not exist
-  kIoError,          // the operating system refused a read or a write
-  kCorruption,       // stored data is unreadable or inconsistent
-  kUnavailable,      // a server or store cannot be reached now; retrying may help
-  kNotSupported,     // valid request that this build or backend cannot serve
-  kAborted,          // stopped on purpose (signal, shutdown), or lost a compare-and-set
+  kInvalidArgument,     // the caller passed something malformed (flag, URI, file contents)
+  kNotFound,            // a named thing does not exist
+  kIoError,             // the operating system refused a read or a write
+  kCorruption,          // stored data is unreadable or inconsistent
+  kUnavailable,         // a server or store cannot be reached now; retrying may help
+  kNotSupported,        // valid request that this build or backend cannot serve
+  kAborted,             // stopped on purpose (signal, shutdown), or lost a compare-and-set
   kFailedPrecondition,  // valid request, but the state does not allow it (e.g. too little data)
 };
 

@@ -76,8 +76,8 @@ constexpr int64_t kMin = 60 * 1000;
 // 2026-11-24T10:00:00Z, a Tuesday.
 constexpr int64_t kT0 = 1795514400000;
 
-Event Ev(int64_t ts, BeaconType type, InteractionKind kind,
-         DeviceClass d = DeviceClass::kMobile, ReferrerClass r = ReferrerClass::kSearch) {
+Event Ev(int64_t ts, BeaconType type, InteractionKind kind, DeviceClass d = DeviceClass::kMobile,
+         ReferrerClass r = ReferrerClass::kSearch) {
   Event e;
   e.ts = ts;
   e.id = "";
@@ -127,8 +127,8 @@ TEST(SessionFeatures, CountsTimesAndContext) {
 
 TEST(SessionFeatures, DayOfWeekBeforeTheEpoch) {
   // 1969-12-29T23:00:00Z was a Monday.
-  const std::vector<Event> s = {Ev(-3 * 24 * 60 * kMin + 23 * 60 * kMin, BeaconType::kPageview,
-                                   InteractionKind::kPageview)};
+  const std::vector<Event> s = {
+      Ev(-3 * 24 * 60 * kMin + 23 * 60 * kMin, BeaconType::kPageview, InteractionKind::kPageview)};
   float f[kBaseFeatures];
   SessionFeatures(s, SessionHistory{}, f);
   EXPECT_EQ(f[10], 23);

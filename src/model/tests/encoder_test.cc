@@ -70,8 +70,8 @@ TEST_F(EncoderTest, JsonEqualsTheExampleEncoding) {
 
 TEST_F(EncoderTest, AbsentFieldsTakeTheirTrainingDefaults) {
   std::vector<float> row;
-  ASSERT_TRUE(Encode(R"({"beacons":1,"pageviews":null,"hour_of_day":0,"day_of_week":6})", &row)
-                  .ok());
+  ASSERT_TRUE(
+      Encode(R"({"beacons":1,"pageviews":null,"hour_of_day":0,"day_of_week":6})", &row).ok());
   EXPECT_EQ(row[0], 1);
   for (size_t c = 1; c <= 9; ++c) EXPECT_EQ(row[c], 0) << c;
   EXPECT_EQ(row[10], 0);

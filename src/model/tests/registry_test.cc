@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "batch/batch.h"
+#include "model/cache.h"
 #include "gen/generator.h"
 #include "model/training.h"
 
@@ -35,11 +36,11 @@ class RegistryTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    auto s = store::OpenStore("sqlite:" + (*dir_ / (std::string(::testing::UnitTest::GetInstance()
-                                                                    ->current_test_info()
-                                                                    ->name()) +
-                                                    ".sqlite"))
-                                              .string());
+    auto s = store::OpenStore(
+        "sqlite:" +
+        (*dir_ /
+         (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".sqlite"))
+            .string());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }
@@ -158,6 +159,74 @@ TEST(TrainingSetTest, RefusesWhatCannotBeSplitOrLearned) {
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(s.status().message().find("no converting session"), std::string::npos);
   EXPECT_EQ(BuildTrainingSet(rows, 1.5).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace duet::model
+
+namespace duet::model {
+namespace {
+
+// ModelCache follows promotions, and keeps serving the version it has when a promoted one
+// cannot be loaded.
+TEST(ModelCacheTest, FollowsPromotionsAndRefusesBrokenModels) {
+  const auto path = std::filesystem::path(::testing::TempDir()) /
+                    ("duet_model_cache_" + std::to_string(::getpid()) + ".sqlite");
+  std::filesystem::remove(path);
+  auto store = store::OpenStore("sqlite:" + path.string());
+  ASSERT_TRUE(store.ok());
+  // A small model over the base columns.
+  Dataset d;
+  d.features = core::kBaseFeatures;
+  for (int i = 0; i < 400; ++i) {
+    for (size_t c = 0; c < d.features; ++c) d.x.push_back(static_cast<float>((i * 7 + c) % 13));
+    d.y.push_back(i % 13 < 5 ? 1.0F : 0.0F);
+  }
+  TrainOptions o;
+  o.rounds = 5;
+  auto booster = Booster::Train(d, o);
+  ASSERT_TRUE(booster.ok());
+  auto bytes = (*booster)->Save();
+  ASSERT_TRUE(bytes.ok());
+  std::string meta = R"({"schema":"duet.model.v1","columns":[)";
+  for (size_t c = 0; c < core::kBaseFeatures; ++c) {
+    meta += (c > 0 ? ",\"" : "\"") + std::string(core::kBaseFeatureNames[c]) + "\"";
+  }
+  meta += "]}";
+
+  std::vector<std::pair<bool, int64_t>> loads;
+  ModelCache cache(
+      store->get(), [&](bool ok, int64_t v) { loads.emplace_back(ok, v); }, [] { return 5; });
+  ASSERT_TRUE(cache.Refresh().ok());
+  EXPECT_EQ(cache.Current(), nullptr);  // nothing promoted yet
+
+  ASSERT_TRUE((*store)->RegisterModel(meta, *bytes, 1).ok());
+  ASSERT_TRUE((*store)->PromoteModel(1, 0).ok());
+  ASSERT_TRUE(cache.Refresh().ok());
+  ASSERT_NE(cache.Current(), nullptr);
+  const std::shared_ptr<const LoadedModel> v1 = cache.Current();
+  EXPECT_EQ(v1->info.version, 1);
+
+  // Version 2's bytes are not a model: refused, version 1 stays served.
+  ASSERT_TRUE((*store)->RegisterModel(meta, "not a model", 2).ok());
+  ASSERT_TRUE((*store)->PromoteModel(2, 1).ok());
+  const Status s = cache.Refresh();
+  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  EXPECT_EQ(cache.Current(), v1);
+  EXPECT_EQ(cache.health().served_version, 1);
+  EXPECT_NE(cache.health().last_error.find("model version 2"), std::string::npos);
+
+  ASSERT_TRUE((*store)->RegisterModel(meta, *bytes, 3).ok());
+  ASSERT_TRUE((*store)->PromoteModel(3, 2).ok());
+  ASSERT_TRUE(cache.Refresh().ok());
+  EXPECT_EQ(cache.Current()->info.version, 3);
+  EXPECT_EQ(cache.Versions().size(), 3U);
+  // The old version stays usable by whoever still holds it.
+  std::vector<float> row(core::kBaseFeatures, 1.0F), p;
+  EXPECT_TRUE(v1->booster->Predict(row, &p).ok());
+  const std::vector<std::pair<bool, int64_t>> want = {{true, 1}, {false, 1}, {true, 3}};
+  EXPECT_EQ(loads, want);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "batch/batch.h"
-#include "gen/generator.h"
 #include "core/features.h"
+#include "gen/generator.h"
 #include "log/file_log.h"
 #include "model/training.h"
 #include "serve/merge.h"
@@ -548,7 +548,8 @@ TEST(LiveScoringTest, ExpectedConversionsOfSessionsInProgress) {
   bo.on_visitor = [&](int, const core::Catalog& c, std::span<const core::Event> ev) {
     std::vector<core::SessionBounds> b;
     core::Sessionize(ev, core::kDefaultSessionGapMs, &b);
-    const std::span<const core::Event> last = ev.subspan(b.back().begin, b.back().end - b.back().begin);
+    const std::span<const core::Event> last =
+        ev.subspan(b.back().begin, b.back().end - b.back().begin);
     if (last.back().ts + core::kDefaultSessionGapMs < watermark) return;
     for (const core::Event& e : last) {
       if (e.type == beacon::BeaconType::kConversion) return;
