@@ -887,6 +887,17 @@ std::string ServerUrl(const std::string& host, int port) {
 // ---------------------------------------------------------------- demo
 
 // A one-line summary of an experiment's conversion per session in a layer's views.
+// The speed layer's live scoring of the site, for the demo's status line.
+std::string LiveLine(const core::Views& v) {
+  if (v.live.model_version == 0 || v.live.rows.empty()) return "";
+  const core::LiveRow& site = v.live.rows.front();
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "; live: %" PRId64 " sessions in progress, %.1f conversions expected",
+                site.sessions, site.expected_conversions);
+  return buf;
+}
+
 std::string ConversionLine(const core::Views& v, const std::string& experiment) {
   std::string out;
   char buf[128];
@@ -908,6 +919,257 @@ std::string TimeOfDay(int64_t ms) {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%m-%d %H:%M", &tm);
   return buf;
+}
+
+// ---------------------------------------------------------------- train, models
+
+// What one training run read and produced (TrainFromInput).
+struct TrainRun {
+  int64_t lines = 0;
+  size_t visitors = 0;
+  size_t features = 0;
+  size_t train_rows = 0;
+  size_t holdout_rows = 0;
+  model::TimeWindow train_window;
+  model::TimeWindow holdout_window;
+  double read_seconds = 0;
+  model::TrainOutcome outcome;
+};
+
+// Reads `input` with the batch layer's code, builds the examples, trains, registers and (by the
+// promotion rule) promotes. `on_examples` is told about the examples before training starts.
+Result<TrainRun> TrainFromInput(const std::string& input, store::Store* store, int threads,
+                                int64_t gap_ms, double holdout, const model::TrainOptions& to,
+                                const model::RegisterOptions& ro,
+                                const std::function<void(const TrainRun&)>& on_examples) {
+  const auto start = std::chrono::steady_clock::now();
+  batch::BatchOptions opt;
+  std::unique_ptr<mongoraw::RawCollection> raw;
+  DUET_RETURN_IF_ERROR(ResolveBatchInput(input, &opt, &raw));
+  opt.threads = threads;
+  opt.session_gap_ms = gap_ms;
+  opt.progress = BatchProgressLogger("train.progress");
+  model::ExampleCollector collector(opt.threads, gap_ms);
+  opt.on_visitor = [&collector](int t, const core::Catalog& catalog,
+                                std::span<const core::Event> events) {
+    collector.Visitor(t, catalog, events);
+  };
+  Log(LogLevel::kInfo, "train.start", {{"input", input}});
+  batch::BatchStats stats;
+  auto views = batch::RunBatch(opt, nullptr, &stats);
+  if (!views.ok()) return views.status();
+  auto set = model::BuildTrainingSet(collector.Rows(), holdout);
+  if (!set.ok()) return set.status();
+  TrainRun run;
+  run.lines = views->input.lines;
+  run.visitors = collector.visitors();
+  run.features = set->encoder.size();
+  run.train_rows = set->train.rows();
+  run.holdout_rows = set->holdout.rows();
+  run.train_window = set->train_window;
+  run.holdout_window = set->holdout_window;
+  run.read_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (on_examples) on_examples(run);
+  Log(LogLevel::kInfo, "train.fit",
+      {{"rows", static_cast<int64_t>(run.train_rows)}, {"rounds", to.rounds}});
+  auto out = model::TrainAndRegister(*set, to, ro, store);
+  if (!out.ok()) return out.status();
+  run.outcome = std::move(*out);
+  const model::Evaluation& e = run.outcome.holdout;
+  Log(LogLevel::kInfo, "train.done",
+      {{"version", run.outcome.info.version},
+       {"promoted", run.outcome.promoted},
+       {"holdout_auc", e.auc},
+       {"holdout_log_loss", e.log_loss},
+       {"seconds",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}});
+  return run;
+}
+
+int CmdTrain(const std::vector<std::string>& args) {
+  Config c;
+  c.Define("input", "",
+           "master dataset, as for duet batch: a folder, one NDJSON file, or a MongoDB "
+           "collection of raw beacons");
+  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
+  c.Define("threads", std::to_string(DefaultThreads()), "threads for reading and training");
+  c.Define("session-gap", "30m", "a gap longer than this starts a new session");
+  c.Define("holdout", "0.2", "share of the examples, the latest sessions, held out for evaluation");
+  c.Define("rounds", "100", "boosting rounds");
+  c.Define("max-depth", "4", "tree depth");
+  c.Define("eta", "0.1", "learning rate");
+  c.Define("seed", "42", "random seed (training is deterministic for a seed and thread count)");
+  c.Define("force", "false", "promote even if the current model does better on this holdout", true);
+  c.Define("no-promote", "false", "register the new version without promoting it", true);
+  if (int rc = ParseOrHelp("train",
+                           "Trains the conversion-propensity model from the batch layer's "
+                           "sessions, evaluates it on a time-based holdout and registers it in "
+                           "the store; promotes it unless it is worse than the current model.",
+                           &c, args);
+      rc >= 0) {
+    return rc;
+  }
+  if (Status s = c.Require("input"); !s.ok()) return Fail("train", s);
+  auto threads = c.Int("threads", 1, 256);
+  auto gap = c.DurationMs("session-gap");
+  auto holdout = c.Double("holdout", 0.01, 0.9);
+  auto rounds = c.Int("rounds", 1, 100'000);
+  auto depth = c.Int("max-depth", 1, 64);
+  auto eta = c.Double("eta", 1e-6, 1);
+  auto seed = c.Int("seed", 0, INT64_MAX);
+  for (const Status& s : {threads.status(), gap.status(), holdout.status(), rounds.status(),
+                          depth.status(), eta.status(), seed.status()}) {
+    if (!s.ok()) return Fail("train", s);
+  }
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail("train", store.status());
+  model::TrainOptions to;
+  to.rounds = static_cast<int>(*rounds);
+  to.max_depth = static_cast<int>(*depth);
+  to.eta = *eta;
+  to.threads = static_cast<int>(*threads);
+  to.seed = static_cast<uint64_t>(*seed);
+  model::RegisterOptions ro;
+  ro.input = c.String("input");
+  ro.session_gap_ms = *gap;
+  ro.now_ms = NowMs();
+  ro.force = c.Bool("force");
+  ro.no_promote = c.Bool("no-promote");
+  const auto start = std::chrono::steady_clock::now();
+  auto run = TrainFromInput(
+      c.String("input"), store->get(), static_cast<int>(*threads), *gap, *holdout, to, ro,
+      [](const TrainRun& r) {
+        std::printf("train: %" PRId64
+                    " lines, %zu visitors -> %zu examples (%zu features): %zu for "
+                    "training (sessions from %s to %s), %zu held out (%s to %s) [%.1f s]\n",
+                    r.lines, r.visitors, r.train_rows + r.holdout_rows, r.features, r.train_rows,
+                    UtcTimeString(r.train_window.from_ms).c_str(),
+                    UtcTimeString(r.train_window.to_ms).c_str(), r.holdout_rows,
+                    UtcTimeString(r.holdout_window.from_ms).c_str(),
+                    UtcTimeString(r.holdout_window.to_ms).c_str(), r.read_seconds);
+        std::fflush(stdout);
+      });
+  if (!run.ok()) return Fail("train", run.status());
+  const model::TrainOutcome& out = run->outcome;
+  const model::Evaluation& e = out.holdout;
+  std::printf(
+      "train: holdout AUC %.4f, log-loss %.4f, %" PRId64 " of %" PRId64
+      " examples converted (%.2f %%) [%.1f s]\n",
+      e.auc, e.log_loss, e.positives, e.rows,
+      e.rows > 0 ? 100.0 * static_cast<double>(e.positives) / static_cast<double>(e.rows) : 0.0,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  std::printf("train: calibration (predicted -> observed):");
+  for (const model::CalibrationBin& b : e.calibration) {
+    if (b.count > 0) {
+      std::printf(" %.2f->%.2f (%" PRId64 ")", b.mean_predicted, b.observed_rate, b.count);
+    }
+  }
+  std::printf("\ntrain: version %" PRId64 " registered in %s; %s\n", out.info.version,
+              c.String("store").c_str(), out.decision.c_str());
+  return kExitOk;
+}
+
+int CmdModels(const std::vector<std::string>& args) {
+  const std::string usage =
+      "usage: duet models list|export|promote [options]\n"
+      "  list                            the registered versions; * marks the current one\n"
+      "  export --version N --out DIR    write DIR/model.ubj (XGBoost) and DIR/meta.json\n"
+      "  promote --version N             make version N current (a rollback, or a forced "
+      "promotion)\n";
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::printf("%s", usage.c_str());
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  const std::string& action = args[0];
+  if (action != "list" && action != "export" && action != "promote") {
+    std::fprintf(stderr, "duet models: unknown action '%s'\n%s", action.c_str(), usage.c_str());
+    return kExitUsage;
+  }
+  Config c;
+  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
+  c.Define("json", "false", "list as JSON", true);
+  if (action != "list") c.Define("version", "", "model version");
+  if (action == "export") c.Define("out", "", "folder to write model.ubj and meta.json into");
+  if (int rc = ParseOrHelp("models " + action, usage, &c,
+                           std::vector<std::string>(args.begin() + 1, args.end()));
+      rc >= 0) {
+    return rc;
+  }
+  const std::string cmd = "models " + action;
+  auto store = store::OpenStore(c.String("store"));
+  if (!store.ok()) return Fail(cmd, store.status());
+  auto current = (*store)->CurrentModel();
+  if (!current.ok()) return Fail(cmd, current.status());
+  if (action == "list") {
+    auto list = (*store)->ListModels();
+    if (!list.ok()) return Fail(cmd, list.status());
+    if (c.Bool("json")) {
+      Json j;
+      j.Open().Key("current");
+      if (*current == 0) {
+        j.Null();
+      } else {
+        j.Int(*current);
+      }
+      j.Key("versions").OpenArray();
+      for (const store::ModelInfo& m : *list) {
+        j.Open().Key("version").Int(m.version).Key("created_at").Str(UtcTimeString(m.created_ms));
+        j.Key("metadata").Raw(m.metadata);
+        j.Close();
+      }
+      j.CloseArray().Close();
+      std::printf("%s\n", j.Take().c_str());
+      return kExitOk;
+    }
+    if (list->empty()) {
+      std::printf("no model registered in %s; run duet train\n", c.String("store").c_str());
+      return kExitOk;
+    }
+    std::printf("  version  created_at                holdout_auc  holdout_rows  training\n");
+    for (const store::ModelInfo& m : *list) {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      double auc = NAN;
+      int64_t rows = 0;
+      std::string_view from, to;
+      if (parser.parse(m.metadata).get(doc) == simdjson::SUCCESS) {
+        if (auto v = doc["holdout"]["auc"].get_double(); !v.error()) auc = v.value_unsafe();
+        if (auto v = doc["holdout"]["rows"].get_int64(); !v.error()) rows = v.value_unsafe();
+        if (auto v = doc["training"]["from"].get_string(); !v.error()) from = v.value_unsafe();
+        if (auto v = doc["training"]["to"].get_string(); !v.error()) to = v.value_unsafe();
+      }
+      std::printf("%s %7" PRId64 "  %-24s  %11.4f  %12" PRId64 "  %.*s .. %.*s\n",
+                  m.version == *current ? "*" : " ", m.version, UtcTimeString(m.created_ms).c_str(),
+                  auc, rows, static_cast<int>(from.size()), from.data(),
+                  static_cast<int>(to.size()), to.data());
+    }
+    return kExitOk;
+  }
+  if (Status s = c.Require("version"); !s.ok()) return Fail(cmd, s);
+  auto version = c.Int("version", 1, INT64_MAX);
+  if (!version.ok()) return Fail(cmd, version.status());
+  if (action == "promote") {
+    if (Status s = (*store)->PromoteModel(*version, *current); !s.ok()) return Fail(cmd, s);
+    std::printf("models: version %" PRId64 " is current (was %" PRId64 ")\n", *version, *current);
+    return kExitOk;
+  }
+  if (Status s = c.Require("out"); !s.ok()) return Fail(cmd, s);
+  auto m = (*store)->ReadModel(*version);
+  if (!m.ok()) return Fail(cmd, m.status());
+  namespace fs = std::filesystem;
+  const fs::path out(c.String("out"));
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) return Fail(cmd, Status::IoError(out.string() + ": " + ec.message()));
+  for (const auto& [name, bytes] :
+       {std::pair<std::string, const std::string*>{"model.ubj", &m->bytes},
+        {"meta.json", &m->info.metadata}}) {
+    if (Status s = WriteFileAtomic((out / name).string(), *bytes); !s.ok()) return Fail(cmd, s);
+  }
+  std::printf("models: version %" PRId64 " -> %s/model.ubj, %s/meta.json\n", *version,
+              out.string().c_str(), out.string().c_str());
+  return kExitOk;
 }
 
 int CmdDemo(const std::vector<std::string>& args) {
@@ -992,7 +1254,10 @@ int CmdDemo(const std::vector<std::string>& args) {
   serve::ViewCache cache(serve_store->get(), NowMs);
   serve::ServeProbe probe;
   serve::ApiOptions ao;
-  const serve::Api api(&cache, &probe, ao, NowMs, &serve::EmbeddedAssets());
+  model::ModelCache models(
+      serve_store->get(), [&probe](bool ok, int64_t v) { probe.ModelLoaded(ok, v); }, NowMs);
+  const serve::ModelApi model_api(&models, &probe, serve::ModelApiOptions{});
+  const serve::Api api(&cache, &probe, ao, NowMs, &serve::EmbeddedAssets(), &model_api);
   auto handler = [&api](const serve::HttpRequest& r) { return api.Handle(r); };
   auto server = serve::StartHttpServer(ho, handler);
   if (!server.ok() && server.status().code() == StatusCode::kUnavailable && ho.port != 0) {
@@ -1042,10 +1307,15 @@ int CmdDemo(const std::vector<std::string>& args) {
     if (!log.ok()) return fail(log.status());
     auto store = store::OpenStore(store_uri);
     if (!store.ok()) return fail(store.status());
-    speed::SpeedLayer layer(log->get(), store->get(), speed::SpeedOptions{});
+    // Live scoring with the model the batch thread trains (once there is one).
+    LiveModel live(store_uri);
+    speed::SpeedOptions so;
+    so.model = live.Provider();
+    speed::SpeedLayer layer(log->get(), store->get(), so);
     if (Status s = layer.Recover(); !s.ok()) return fail(s);
     while (!g_stop.load()) {
       const auto start = std::chrono::steady_clock::now();
+      live.Refresh();
       auto st = layer.Step(false);
       if (!st.ok()) return fail(st.status());
       {
@@ -1067,6 +1337,7 @@ int CmdDemo(const std::vector<std::string>& args) {
 
   std::atomic<int> batch_runs{0};
   core::Views batch_views;
+  std::string model_line = "model: trained after the first batch run";
   std::thread batcher([&] {
     auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*batch_every);
     while (true) {
@@ -1075,9 +1346,36 @@ int CmdDemo(const std::vector<std::string>& args) {
       next += std::chrono::milliseconds(*batch_every);
       auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
       if (!r.ok()) return fail(r.status());
-      std::lock_guard<std::mutex> l(views_mu);
-      batch_views = std::move(r->views);
-      batch_runs.fetch_add(1);
+      int runs = 0;
+      {
+        std::lock_guard<std::mutex> l(views_mu);
+        batch_views = std::move(r->views);
+        runs = batch_runs.fetch_add(1) + 1;
+      }
+      // The model: trained after the first batch run, then again every 5 runs (kept only if it
+      // does at least as well on the newer holdout).
+      if (runs % 5 == 1 && !g_stop.load()) {
+        auto store = store::OpenStore(store_uri);
+        if (!store.ok()) return fail(store.status());
+        model::TrainOptions to;
+        to.threads = 1;
+        model::RegisterOptions ro;
+        ro.input = master;
+        ro.session_gap_ms = core::kDefaultSessionGapMs;
+        ro.now_ms = NowMs();
+        auto t = TrainFromInput(master, store->get(), 1, core::kDefaultSessionGapMs, 0.2, to, ro,
+                                nullptr);
+        if (t.ok()) {
+          std::lock_guard<std::mutex> l(views_mu);
+          model_line =
+              "model v" + std::to_string(t->outcome.info.version) + ": " + t->outcome.decision;
+        } else if (t.status().code() == StatusCode::kFailedPrecondition) {
+          std::lock_guard<std::mutex> l(views_mu);
+          model_line = "model: not yet (" + t.status().message() + ")";
+        } else {
+          return fail(t.status());
+        }
+      }
     }
   });
 
@@ -1093,6 +1391,7 @@ int CmdDemo(const std::vector<std::string>& args) {
                 TimeOfDay(batch_views.max_ts).c_str());
     std::printf("         checkout_button (speed): %s\n",
                 ConversionLine(speed_views, "checkout_button").c_str());
+    std::printf("         %s%s\n", model_line.c_str(), LiveLine(speed_views).c_str());
     std::fflush(stdout);
   };
   auto next_status = wall0 + std::chrono::seconds(5);
@@ -1104,6 +1403,7 @@ int CmdDemo(const std::vector<std::string>& args) {
     if (now >= next_refresh) {
       const Status s = cache.Refresh();
       probe.Refreshed(s.ok(), cache.Current().get(), NowMs());
+      (void)models.Refresh();  // a failure keeps the model served; /v1/models shows the error
       next_refresh = now + std::chrono::milliseconds(ao.refresh_ms);
     }
     if (now >= next_status) {
@@ -1712,222 +2012,6 @@ int CmdArchive(const std::vector<std::string>& args) {
         {{"error", failed.message()}, {"backoff_ms", backoff_ms}});
     SleepUnlessStopped(std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms));
   }
-  return kExitOk;
-}
-
-// ---------------------------------------------------------------- train, models
-
-int CmdTrain(const std::vector<std::string>& args) {
-  Config c;
-  c.Define("input", "",
-           "master dataset, as for duet batch: a folder, one NDJSON file, or a MongoDB "
-           "collection of raw beacons");
-  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
-  c.Define("threads", std::to_string(DefaultThreads()), "threads for reading and training");
-  c.Define("session-gap", "30m", "a gap longer than this starts a new session");
-  c.Define("holdout", "0.2", "share of the examples, the latest sessions, held out for evaluation");
-  c.Define("rounds", "100", "boosting rounds");
-  c.Define("max-depth", "4", "tree depth");
-  c.Define("eta", "0.1", "learning rate");
-  c.Define("seed", "42", "random seed (training is deterministic for a seed and thread count)");
-  c.Define("force", "false", "promote even if the current model does better on this holdout", true);
-  c.Define("no-promote", "false", "register the new version without promoting it", true);
-  if (int rc = ParseOrHelp("train",
-                           "Trains the conversion-propensity model from the batch layer's "
-                           "sessions, evaluates it on a time-based holdout and registers it in "
-                           "the store; promotes it unless it is worse than the current model.",
-                           &c, args);
-      rc >= 0) {
-    return rc;
-  }
-  if (Status s = c.Require("input"); !s.ok()) return Fail("train", s);
-  auto threads = c.Int("threads", 1, 256);
-  auto gap = c.DurationMs("session-gap");
-  auto holdout = c.Double("holdout", 0.01, 0.9);
-  auto rounds = c.Int("rounds", 1, 100'000);
-  auto depth = c.Int("max-depth", 1, 64);
-  auto eta = c.Double("eta", 1e-6, 1);
-  auto seed = c.Int("seed", 0, INT64_MAX);
-  for (const Status& s : {threads.status(), gap.status(), holdout.status(), rounds.status(),
-                          depth.status(), eta.status(), seed.status()}) {
-    if (!s.ok()) return Fail("train", s);
-  }
-  auto store = store::OpenStore(c.String("store"));
-  if (!store.ok()) return Fail("train", store.status());
-
-  const auto start = std::chrono::steady_clock::now();
-  auto since = [&start] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  batch::BatchOptions opt;
-  std::unique_ptr<mongoraw::RawCollection> raw;
-  if (Status s = ResolveBatchInput(c.String("input"), &opt, &raw); !s.ok()) {
-    return Fail("train", s);
-  }
-  opt.threads = static_cast<int>(*threads);
-  opt.session_gap_ms = *gap;
-  opt.progress = BatchProgressLogger("train.progress");
-  model::ExampleCollector collector(opt.threads, *gap);
-  opt.on_visitor = [&collector](int t, const core::Catalog& catalog,
-                                std::span<const core::Event> events) {
-    collector.Visitor(t, catalog, events);
-  };
-  Log(LogLevel::kInfo, "train.start", {{"input", c.String("input")}, {"store", c.String("store")}});
-  batch::BatchStats stats;
-  auto views = batch::RunBatch(opt, nullptr, &stats);
-  if (!views.ok()) return Fail("train", views.status());
-  const double read_s = since();
-  auto set = model::BuildTrainingSet(collector.Rows(), *holdout);
-  if (!set.ok()) return Fail("train", set.status());
-  std::printf("train: %" PRId64
-              " lines, %zu visitors -> %zu examples (%zu features): %zu for "
-              "training (sessions from %s to %s), %zu held out (%s to %s) [%.1f s]\n",
-              views->input.lines, collector.visitors(), set->train.rows() + set->holdout.rows(),
-              set->encoder.size(), set->train.rows(),
-              UtcTimeString(set->train_window.from_ms).c_str(),
-              UtcTimeString(set->train_window.to_ms).c_str(), set->holdout.rows(),
-              UtcTimeString(set->holdout_window.from_ms).c_str(),
-              UtcTimeString(set->holdout_window.to_ms).c_str(), read_s);
-  std::fflush(stdout);
-  model::TrainOptions to;
-  to.rounds = static_cast<int>(*rounds);
-  to.max_depth = static_cast<int>(*depth);
-  to.eta = *eta;
-  to.threads = static_cast<int>(*threads);
-  to.seed = static_cast<uint64_t>(*seed);
-  model::RegisterOptions ro;
-  ro.input = c.String("input");
-  ro.session_gap_ms = *gap;
-  ro.now_ms = NowMs();
-  ro.force = c.Bool("force");
-  ro.no_promote = c.Bool("no-promote");
-  Log(LogLevel::kInfo, "train.fit",
-      {{"rows", static_cast<int64_t>(set->train.rows())}, {"rounds", to.rounds}});
-  auto out = model::TrainAndRegister(*set, to, ro, store->get());
-  if (!out.ok()) return Fail("train", out.status());
-  const model::Evaluation& e = out->holdout;
-  Log(LogLevel::kInfo, "train.done",
-      {{"version", out->info.version},
-       {"promoted", out->promoted},
-       {"holdout_auc", e.auc},
-       {"holdout_log_loss", e.log_loss},
-       {"seconds", since()}});
-  std::printf(
-      "train: holdout AUC %.4f, log-loss %.4f, %" PRId64 " of %" PRId64
-      " examples converted (%.2f %%) [%.1f s]\n",
-      e.auc, e.log_loss, e.positives, e.rows,
-      e.rows > 0 ? 100.0 * static_cast<double>(e.positives) / static_cast<double>(e.rows) : 0.0,
-      since());
-  std::printf("train: calibration (predicted -> observed):");
-  for (const model::CalibrationBin& b : e.calibration) {
-    if (b.count > 0) {
-      std::printf(" %.2f->%.2f (%" PRId64 ")", b.mean_predicted, b.observed_rate, b.count);
-    }
-  }
-  std::printf("\ntrain: version %" PRId64 " registered in %s; %s\n", out->info.version,
-              c.String("store").c_str(), out->decision.c_str());
-  return kExitOk;
-}
-
-int CmdModels(const std::vector<std::string>& args) {
-  const std::string usage =
-      "usage: duet models list|export|promote [options]\n"
-      "  list                            the registered versions; * marks the current one\n"
-      "  export --version N --out DIR    write DIR/model.ubj (XGBoost) and DIR/meta.json\n"
-      "  promote --version N             make version N current (a rollback, or a forced "
-      "promotion)\n";
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::printf("%s", usage.c_str());
-    return args.empty() ? kExitUsage : kExitOk;
-  }
-  const std::string& action = args[0];
-  if (action != "list" && action != "export" && action != "promote") {
-    std::fprintf(stderr, "duet models: unknown action '%s'\n%s", action.c_str(), usage.c_str());
-    return kExitUsage;
-  }
-  Config c;
-  c.Define("store", "sqlite:duet.sqlite", "store URI holding the model registry");
-  c.Define("json", "false", "list as JSON", true);
-  if (action != "list") c.Define("version", "", "model version");
-  if (action == "export") c.Define("out", "", "folder to write model.ubj and meta.json into");
-  if (int rc = ParseOrHelp("models " + action, usage, &c,
-                           std::vector<std::string>(args.begin() + 1, args.end()));
-      rc >= 0) {
-    return rc;
-  }
-  const std::string cmd = "models " + action;
-  auto store = store::OpenStore(c.String("store"));
-  if (!store.ok()) return Fail(cmd, store.status());
-  auto current = (*store)->CurrentModel();
-  if (!current.ok()) return Fail(cmd, current.status());
-  if (action == "list") {
-    auto list = (*store)->ListModels();
-    if (!list.ok()) return Fail(cmd, list.status());
-    if (c.Bool("json")) {
-      Json j;
-      j.Open().Key("current");
-      if (*current == 0) {
-        j.Null();
-      } else {
-        j.Int(*current);
-      }
-      j.Key("versions").OpenArray();
-      for (const store::ModelInfo& m : *list) {
-        j.Open().Key("version").Int(m.version).Key("created_at").Str(UtcTimeString(m.created_ms));
-        j.Key("metadata").Raw(m.metadata);
-        j.Close();
-      }
-      j.CloseArray().Close();
-      std::printf("%s\n", j.Take().c_str());
-      return kExitOk;
-    }
-    if (list->empty()) {
-      std::printf("no model registered in %s; run duet train\n", c.String("store").c_str());
-      return kExitOk;
-    }
-    std::printf("  version  created_at                holdout_auc  holdout_rows  training\n");
-    for (const store::ModelInfo& m : *list) {
-      simdjson::dom::parser parser;
-      simdjson::dom::element doc;
-      double auc = NAN;
-      int64_t rows = 0;
-      std::string_view from, to;
-      if (parser.parse(m.metadata).get(doc) == simdjson::SUCCESS) {
-        if (auto v = doc["holdout"]["auc"].get_double(); !v.error()) auc = v.value_unsafe();
-        if (auto v = doc["holdout"]["rows"].get_int64(); !v.error()) rows = v.value_unsafe();
-        if (auto v = doc["training"]["from"].get_string(); !v.error()) from = v.value_unsafe();
-        if (auto v = doc["training"]["to"].get_string(); !v.error()) to = v.value_unsafe();
-      }
-      std::printf("%s %7" PRId64 "  %-24s  %11.4f  %12" PRId64 "  %.*s .. %.*s\n",
-                  m.version == *current ? "*" : " ", m.version, UtcTimeString(m.created_ms).c_str(),
-                  auc, rows, static_cast<int>(from.size()), from.data(),
-                  static_cast<int>(to.size()), to.data());
-    }
-    return kExitOk;
-  }
-  if (Status s = c.Require("version"); !s.ok()) return Fail(cmd, s);
-  auto version = c.Int("version", 1, INT64_MAX);
-  if (!version.ok()) return Fail(cmd, version.status());
-  if (action == "promote") {
-    if (Status s = (*store)->PromoteModel(*version, *current); !s.ok()) return Fail(cmd, s);
-    std::printf("models: version %" PRId64 " is current (was %" PRId64 ")\n", *version, *current);
-    return kExitOk;
-  }
-  if (Status s = c.Require("out"); !s.ok()) return Fail(cmd, s);
-  auto m = (*store)->ReadModel(*version);
-  if (!m.ok()) return Fail(cmd, m.status());
-  namespace fs = std::filesystem;
-  const fs::path out(c.String("out"));
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) return Fail(cmd, Status::IoError(out.string() + ": " + ec.message()));
-  for (const auto& [name, bytes] :
-       {std::pair<std::string, const std::string*>{"model.ubj", &m->bytes},
-        {"meta.json", &m->info.metadata}}) {
-    if (Status s = WriteFileAtomic((out / name).string(), *bytes); !s.ok()) return Fail(cmd, s);
-  }
-  std::printf("models: version %" PRId64 " -> %s/model.ubj, %s/meta.json\n", *version,
-              out.string().c_str(), out.string().c_str());
   return kExitOk;
 }
 
