@@ -34,8 +34,10 @@
 #include "archive/archiver.h"
 #include "batch/batch.h"
 #include "beacon/beacon.h"
+#include "cli/jobs_cli.h"
 #include "collect/collector.h"
 #include "gen/generator.h"
+#include "jobs/runner.h"
 #include "log/file_log.h"
 #include "log/kafka_log.h"
 #include "model/registry.h"
@@ -44,6 +46,7 @@
 #include "report/report.h"
 #include "serve/api.h"
 #include "serve/http_server.h"
+#include "serve/job_api.h"
 #include "serve/merge.h"
 #include "serve/model_api.h"
 #include "serve/view_cache.h"
@@ -1338,46 +1341,62 @@ int CmdDemo(const std::vector<std::string>& args) {
   std::atomic<int> batch_runs{0};
   core::Views batch_views;
   std::string model_line = "model: trained after the first batch run";
-  std::thread batcher([&] {
-    auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(*batch_every);
-    while (true) {
-      SleepUnlessStopped(next);
-      if (g_stop.load()) break;
-      next += std::chrono::milliseconds(*batch_every);
-      auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
-      if (!r.ok()) return fail(r.status());
-      int runs = 0;
-      {
-        std::lock_guard<std::mutex> l(views_mu);
-        batch_views = std::move(r->views);
-        runs = batch_runs.fetch_add(1) + 1;
-      }
-      // The model: trained after the first batch run, then again every 5 runs (kept only if it
-      // does at least as well on the newer holdout).
-      if (runs % 5 == 1 && !g_stop.load()) {
-        auto store = store::OpenStore(store_uri);
-        if (!store.ok()) return fail(store.status());
-        model::TrainOptions to;
-        to.threads = 1;
-        model::RegisterOptions ro;
-        ro.input = master;
-        ro.session_gap_ms = core::kDefaultSessionGapMs;
-        ro.now_ms = NowMs();
-        auto t = TrainFromInput(master, store->get(), 1, core::kDefaultSessionGapMs, 0.2, to, ro,
-                                nullptr);
-        if (t.ok()) {
-          std::lock_guard<std::mutex> l(views_mu);
-          model_line =
-              "model v" + std::to_string(t->outcome.info.version) + ": " + t->outcome.decision;
-        } else if (t.status().code() == StatusCode::kFailedPrecondition) {
-          std::lock_guard<std::mutex> l(views_mu);
-          model_line = "model: not yet (" + t.status().message() + ")";
-        } else {
-          return fail(t.status());
-        }
-      }
+  // The batch layer's schedule and the model's training run as jobs (docs/jobs.md), the same
+  // mechanism `duet jobs worker` uses when deployed: a Scheduler queues a batch job every
+  // --batch-every, a Runner claims and runs them on its own threads.
+  auto job_store = store::OpenStore(store_uri);
+  if (!job_store.ok()) return Fail("demo", job_store.status());
+  std::map<std::string, jobs::JobHandler> handlers;
+  handlers["batch"] = [&](const store::JobInfo&, jobs::LogSink& log) -> Status {
+    auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
+    if (!r.ok()) return r.status();
+    log.Line("batch: " + std::to_string(r->views.input.lines) + " lines");
+    int runs = 0;
+    {
+      std::lock_guard<std::mutex> l(views_mu);
+      batch_views = std::move(r->views);
+      runs = batch_runs.fetch_add(1) + 1;
     }
-  });
+    // The model: trained after every batch run until one is promoted (the first runs may have
+    // too little data), then every 5 runs (kept only if it does as well on the newer holdout).
+    auto current = (*job_store)->CurrentModel();
+    if (!current.ok()) return current.status();
+    if (*current == 0 || runs % 5 == 0) {
+      auto queued = (*job_store)->EnqueueJob("train", "{}", NowMs(), true);
+      if (!queued.ok()) return queued.status();
+    }
+    return Status::Ok();
+  };
+  handlers["train"] = [&](const store::JobInfo&, jobs::LogSink& log) -> Status {
+    auto store = store::OpenStore(store_uri);
+    if (!store.ok()) return store.status();
+    model::TrainOptions to;
+    to.threads = 1;
+    model::RegisterOptions ro;
+    ro.input = master;
+    ro.session_gap_ms = core::kDefaultSessionGapMs;
+    ro.now_ms = NowMs();
+    auto t =
+        TrainFromInput(master, store->get(), 1, core::kDefaultSessionGapMs, 0.2, to, ro, nullptr);
+    std::lock_guard<std::mutex> l(views_mu);
+    if (!t.ok()) {
+      model_line = "model: not trained (" + t.status().message() + ")";
+      return t.status();
+    }
+    model_line = "model v" + std::to_string(t->outcome.info.version) + ": " + t->outcome.decision;
+    log.Line(model_line);
+    return Status::Ok();
+  };
+  jobs::RunnerOptions ro;
+  ro.worker = "demo";
+  ro.poll_ms = 500;
+  ro.max_parallel = 2;
+  jobs::Runner runner(job_store->get(), handlers, ro);
+  runner.Start();
+  jobs::ScheduleOptions so;
+  so.kind = "batch";
+  so.interval_ms = *batch_every;
+  jobs::Scheduler scheduler(job_store->get(), so);
 
   auto status_line = [&] {
     std::lock_guard<std::mutex> l(views_mu);
@@ -1406,6 +1425,9 @@ int CmdDemo(const std::vector<std::string>& args) {
       (void)models.Refresh();  // a failure keeps the model served; /v1/models shows the error
       next_refresh = now + std::chrono::milliseconds(ao.refresh_ms);
     }
+    if (auto queued = scheduler.Tick(); !queued.ok()) {
+      Log(LogLevel::kWarn, "demo.schedule_failed", {{"error", queued.status().ToString()}});
+    }
     if (now >= next_status) {
       status_line();
       next_status += std::chrono::seconds(5);
@@ -1413,7 +1435,7 @@ int CmdDemo(const std::vector<std::string>& args) {
   }
   (*server)->Stop(2000);
   generator.join();
-  batcher.join();
+  runner.Stop(60'000);  // a batch or training run in progress finishes first
   others_stopped.store(true);
   stream.join();
   if (!failure.ok()) return Fail("demo", failure);
@@ -1517,6 +1539,7 @@ struct ServeSetup {
   serve::ApiOptions api;
   int64_t refresh_ms = 2000;
   int64_t model_refresh_ms = 1000;
+  std::string admin_token;  // empty: admin routes disabled
 };
 
 // One serving process: views and model caches, the HTTP server (on `listen_fd` when >= 0, the
@@ -1530,7 +1553,9 @@ int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
   model::ModelCache models(
       store->get(), [&probe](bool ok, int64_t version) { probe.ModelLoaded(ok, version); }, NowMs);
   const serve::ModelApi model_api(&models, &probe, serve::ModelApiOptions{});
-  const serve::Api api(&cache, &probe, setup.api, NowMs, &serve::EmbeddedAssets(), &model_api);
+  const serve::JobApi job_api(store->get(), serve::JobApiOptions{setup.admin_token}, NowMs);
+  const serve::Api api(&cache, &probe, setup.api, NowMs, &serve::EmbeddedAssets(), &model_api,
+                       &job_api);
   std::string last_error, last_model_error;
   auto refresh_views = [&] {
     const Status s = cache.Refresh();
@@ -1857,6 +1882,9 @@ int CmdServe(const std::vector<std::string>& args) {
   c.Define("request-timeout", "10s", "a request must arrive whole within this long");
   c.Define("max-in-flight", "4096", "requests handled at once; more get 429");
   c.Define("srm-threshold", "0.001", "p-value below which a sample-ratio mismatch is reported");
+  c.Define("admin-token", "",
+           "bearer token for the admin routes (/v1/jobs); empty: they answer 403 (prefer "
+           "DUET_ADMIN_TOKEN to a flag, which other users can see in ps)");
   if (int rc = ParseOrHelp("serve",
                            "Serves the merged view (batch up to its high-water mark, speed after) "
                            "as a JSON API, a dashboard at /, predictions of the current model "
@@ -1909,6 +1937,7 @@ int CmdServe(const std::vector<std::string>& args) {
   // arrives, then closes (deploy/nginx/duet.conf).
   ho.drain_ms = 1000;
   setup.store_uri = c.String("store");
+  setup.admin_token = c.String("admin-token");
   setup.refresh_ms = *refresh;
   setup.model_refresh_ms = *model_refresh;
   setup.api.refresh_ms = *refresh;
@@ -2029,6 +2058,7 @@ void Usage() {
       "  serve       HTTP API, A/B statistics, live dashboard and predictions over a store\n"
       "  train       train the conversion model from the master dataset and register it\n"
       "  models      list, export or promote registered model versions\n"
+      "  jobs        queue and run training and batch jobs (worker, submit, list, show)\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -2055,6 +2085,7 @@ int main(int argc, char** argv) {
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
           {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
           {"serve", CmdServe},   {"train", CmdTrain},       {"models", CmdModels},
+          {"jobs", CmdJobs},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

@@ -118,6 +118,14 @@ Result<TrainingSet> BuildTrainingSet(std::vector<ExampleCollector::Row> rows,
         (positives == 0 ? "no converting session" : "only converting sessions") +
         "; a model needs both: use more data");
   }
+  size_t holdout_positives = 0;
+  for (const float y : t.holdout.y) holdout_positives += y > 0 ? 1 : 0;
+  if (holdout_positives == 0 || holdout_positives == t.holdout.rows()) {
+    return Status::FailedPrecondition(
+        "the holdout (" + std::to_string(t.holdout.rows()) + " examples) has " +
+        (holdout_positives == 0 ? "no converting session" : "only converting sessions") +
+        ": the model could not be evaluated; use more data");
+  }
   t.train_window = {first, rows[n_train - 1].example.session_start_ts};
   t.holdout_window = {rows[n_train].example.session_start_ts, last};
   t.holdout_rows.assign(rows.begin() + static_cast<std::ptrdiff_t>(n_train), rows.end());

@@ -62,7 +62,8 @@ struct TrainingSet {
 };
 
 // Splits rows (in Rows() order) by time: the holdout is the examples of the latest sessions,
-// about `holdout_fraction` of them (the cut falls between two session starts). FailedPrecondition,
+// about `holdout_fraction` of them (the cut falls between two session starts). Both parts must
+// hold both classes (a model must be learnable and its AUC defined). FailedPrecondition,
 // saying what is missing, when either part would be empty or the training part lacks one of the
 // classes.
 Result<TrainingSet> BuildTrainingSet(std::vector<ExampleCollector::Row> rows,

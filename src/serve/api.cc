@@ -16,6 +16,7 @@
 #include <set>
 
 #include "report/report.h"
+#include "serve/job_api.h"
 #include "serve/model_api.h"
 #include "stats/ab.h"
 #include "util/json_writer.h"
@@ -744,13 +745,15 @@ std::string ServeProbe::Text(int64_t now_ms, int64_t loaded_ms) {
 // ------------------------------------------------------------------ routing
 
 Api::Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
-         std::function<int64_t()> now_ms, const std::vector<Asset>* assets, const ModelApi* models)
+         std::function<int64_t()> now_ms, const std::vector<Asset>* assets, const ModelApi* models,
+         const JobApi* jobs)
     : cache_(cache),
       probe_(probe),
       options_(options),
       now_ms_(std::move(now_ms)),
       assets_(assets),
-      models_(models) {}
+      models_(models),
+      jobs_(jobs) {}
 
 HttpResponse Api::Handle(const HttpRequest& request) const {
   const auto start = std::chrono::steady_clock::now();
@@ -838,6 +841,11 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     return models_->Handle(req, path);
   }
 
+  if (jobs_ != nullptr && (path == "/v1/jobs" || path.rfind("/v1/jobs/", 0) == 0)) {
+    *route = path == "/v1/jobs" ? "/v1/jobs" : "/v1/jobs/{id}";
+    return jobs_->Handle(req, path);  // checks the admin token and the methods itself
+  }
+
   // The JSON API: every route needs views.
   std::string_view rest = path;
   std::string id;
@@ -871,7 +879,7 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     return Problem(404, "no route " + path +
                             "; see /openapi.json (routes: /v1/experiments, "
                             "/v1/experiments/{id}/report, /v1/experiments/{id}/timeseries, "
-                            "/v1/uniques, /v1/status, /v1/predict, /v1/models, /healthz, /readyz, "
+                            "/v1/uniques, /v1/status, /v1/predict, /v1/models, /v1/jobs, /healthz, /readyz, "
                             "/metrics, /)");
   }
   if (auto bad = method_ok()) return *bad;

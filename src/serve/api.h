@@ -59,14 +59,16 @@ struct ApiOptions {
 };
 
 class ModelApi;
+class JobApi;
 
 class Api {
  public:
   // `cache`, `probe` must outlive the Api. `now_ms`: the wall clock (simulated in tests).
-  // `models` (may be null: no model routes) answers /v1/predict and /v1/models.
+  // `models` (may be null: no model routes) answers /v1/predict and /v1/models; `jobs` (may be
+  // null) the admin routes /v1/jobs and /v1/jobs/{id}.
   Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
       std::function<int64_t()> now_ms, const std::vector<Asset>* assets,
-      const ModelApi* models = nullptr);
+      const ModelApi* models = nullptr, const JobApi* jobs = nullptr);
 
   // Thread-safe.
   HttpResponse Handle(const HttpRequest& request) const;
@@ -80,6 +82,7 @@ class Api {
   const std::function<int64_t()> now_ms_;
   const std::vector<Asset>* const assets_;
   const ModelApi* const models_;
+  const JobApi* const jobs_;
 };
 
 }  // namespace duet::serve

@@ -39,6 +39,15 @@ constexpr const char* kScopes = "duet_speed_scopes";
 constexpr const char* kRecords = "duet_speed_records";
 constexpr const char* kModels = "duet_models";
 constexpr const char* kPromotions = "duet_model_promotions";
+constexpr const char* kJobs = "duet_jobs";
+constexpr const char* kJobClaims = "duet_job_claims";
+constexpr const char* kJobFinishes = "duet_job_finishes";
+constexpr const char* kJobLogs = "duet_job_logs";
+// A claim that loses the race for its kind's next claim number re-reads and tries again; after
+// this many lost races ClaimJob answers "nothing claimed" (the winners run the jobs).
+constexpr int kJobClaimAttempts = 16;
+// ClaimJob looks at this many of the oldest queued jobs per call.
+constexpr int64_t kJobCandidates = 64;
 
 // The owner and kind of the model files' chunks in duet_blobs.
 constexpr const char* kModelOwner = "model";
@@ -675,6 +684,330 @@ class MongoStore final : public Store {
     });
   }
 
+  // ---- jobs (docs/mongodb.md, "Jobs"): a document per job in duet_jobs (an int64 _id taken
+  // like a model version); a claim per run of a kind in duet_job_claims, _id (kind, n), where
+  // claim n of a kind is inserted only after claim n - 1 has a finish — so the _id index lets
+  // at most one job of a kind run; a finish per claim in duet_job_finishes and the claim's log
+  // in duet_job_logs, both under the claim's _id. A job's state is derived from its documents.
+  // Every state change is an insert that the _id index lets one writer win (a conditional
+  // update is no compare-and-set on FerretDB). The flags `q` (on jobs: maybe still queued) and
+  // `open` (on claims: maybe still running) only narrow the queries; they are set best effort
+  // and never trusted alone. The claim number n is the job's token.
+
+  Result<JobInfo> EnqueueJob(std::string_view kind, std::string_view params, int64_t now_ms,
+                             bool dedupe) override {
+    // The same over every attempt: a retry recognizes the job an attempt queued whose reply
+    // was lost.
+    const std::string token = NewToken();
+    bool retried = false;
+    return RetryResult<JobInfo>([&]() -> Result<JobInfo> {
+      Client c(pool_);
+      Colls k(this, c);
+      if (retried) {
+        Bson filter, found;
+        filter.Str("t", token);
+        bool exists = false;
+        DUET_RETURN_IF_ERROR(FindOne(k.jobs, filter, &found, &exists, "read the jobs"));
+        if (exists) return JobDocInfo(View(found.get()));
+      }
+      retried = true;
+      if (dedupe) {
+        std::optional<JobInfo> pending;
+        DUET_RETURN_IF_ERROR(PendingJobOfKind(k, kind, &pending));
+        if (pending) return std::move(*pending);
+      }
+      for (int attempt = 0; attempt < kModelVersionAttempts; ++attempt) {
+        int64_t greatest = 0;
+        DUET_RETURN_IF_ERROR(GreatestId(k.jobs, "read the jobs", &greatest));
+        Bson doc;
+        doc.I64("_id", greatest + 1)
+            .Str("kind", kind)
+            .Str("params", params)
+            .I64("created_ms", now_ms)
+            .Str("t", token)
+            .Bool("q", true);
+        bson_error_t e;
+        if (mongoc_collection_insert_one(k.jobs, doc.get(), nullptr, nullptr, &e)) {
+          return JobDocInfo(View(doc.get()));
+        }
+        if (!DuplicateKey(e)) return Error(e, "queue a job");
+      }
+      return Status::Aborted(where_ + ": cannot queue a job: lost the race for a job id " +
+                             std::to_string(kModelVersionAttempts) + " times");
+    });
+  }
+
+  Result<std::optional<JobInfo>> ClaimJob(const std::vector<std::string>& kinds,
+                                          std::string_view worker, int64_t now_ms,
+                                          int64_t lease_ms) override {
+    auto failed = FailExpiredJobs(now_ms);
+    if (!failed.ok()) return failed.status();
+    if (kinds.empty()) return std::optional<JobInfo>();
+    // Marks this call's claim, so that a retry after a lost reply finds it.
+    const std::string token = NewToken();
+    bool retried = false;
+    using Claimed = std::optional<JobInfo>;
+    return RetryResult<Claimed>([&]() -> Result<Claimed> {
+      Client c(pool_);
+      Colls k(this, c);
+      if (retried) {
+        Bson filter, mine;
+        filter.Str("t", token);
+        bool exists = false;
+        DUET_RETURN_IF_ERROR(FindOne(k.claims, filter, &mine, &exists, "read the job claims"));
+        if (exists) {
+          auto job = GetJobWith(k, View(mine.get()).I64("job"));
+          if (!job.ok()) return job.status();
+          return Claimed(std::move(*job));
+        }
+      }
+      retried = true;
+      for (int attempt = 0; attempt < kJobClaimAttempts; ++attempt) {
+        // The next claim number of every kind that runs nothing now. Read before the queued
+        // jobs: a job's claim is then either seen below or made after this read, and in that
+        // case it took the number this call would insert, which the _id index refuses.
+        std::map<std::string, int64_t> next;
+        for (const std::string& kind : kinds) {
+          Bson latest;
+          bool exists = false, finished = false;
+          DUET_RETURN_IF_ERROR(LatestClaim(k, kind, &latest, &exists, &finished));
+          if (exists && !finished) continue;
+          next[kind] = exists ? View(latest.get()).I64("n") + 1 : 1;
+        }
+        if (next.empty()) return Claimed();
+        Bson filter, opts, sort;
+        filter.Bool("q", true);
+        AppendIn(&filter, "kind", next.size(), [&](bson_t* arr, const char* i, size_t n) {
+          auto it = next.begin();
+          std::advance(it, static_cast<std::ptrdiff_t>(n));
+          bson_append_utf8(arr, i, -1, it->first.data(), static_cast<int>(it->first.size()));
+        });
+        sort.I64("_id", 1);
+        opts.Doc("sort", sort).I64("limit", kJobCandidates);
+        std::vector<JobInfo> queued;
+        DUET_RETURN_IF_ERROR(Find(k.jobs, filter, opts, "read the queued jobs",
+                                  [&](const View& v) { queued.push_back(JobDocInfo(v)); }));
+        bool lost = false;
+        for (JobInfo& j : queued) {
+          Bson claim;
+          bool claimed = false;
+          DUET_RETURN_IF_ERROR(ClaimOfJob(k, j.id, &claim, &claimed));
+          if (claimed) {
+            MarkJobClaimed(k, j.id);
+            continue;
+          }
+          const int64_t n = next[j.kind];
+          Bson doc;
+          doc.Str("_id", ClaimKey(j.kind, n))
+              .Str("k", j.kind)
+              .I64("n", n)
+              .I64("job", j.id)
+              .Str("worker", worker)
+              .I64("started_ms", now_ms)
+              .I64("lease_until_ms", now_ms + lease_ms)
+              .Bool("open", true)
+              .Str("t", token);
+          bson_error_t e;
+          if (mongoc_collection_insert_one(k.claims, doc.get(), nullptr, nullptr, &e)) {
+            MarkJobClaimed(k, j.id);
+            ApplyClaim(View(doc.get()), &j);
+            return Claimed(std::move(j));
+          }
+          if (!DuplicateKey(e)) return Error(e, "claim a job");
+          lost = true;  // another worker took the kind's slot: read again
+          break;
+        }
+        if (!lost) return Claimed();
+      }
+      return Claimed();  // every race lost: the winners run jobs; the caller polls again
+    });
+  }
+
+  Status RenewJobLease(int64_t id, int64_t token, int64_t now_ms, int64_t lease_ms) override {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      std::string key;
+      Bson finish;
+      bool finished = false;
+      DUET_RETURN_IF_ERROR(ReadClaim(k, id, token, "renew its lease", &key, &finish, &finished));
+      if (finished) return JobNotRunning(id, View(finish.get()), "renew its lease");
+      // A plain update: only the claim's holder writes the lease. Recovery that read the old
+      // lease may still fail the job; the holder then learns it on its next call.
+      Bson sel, update, set;
+      sel.Str("_id", key);
+      set.I64("lease_until_ms", now_ms + lease_ms);
+      update.Doc("$set", set);
+      bson_error_t e;
+      if (!mongoc_collection_update_one(k.claims, sel.get(), update.get(), nullptr, nullptr, &e)) {
+        return Error(e, "renew a job's lease");
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status AppendJobLog(int64_t id, int64_t token, std::string_view text) override {
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      std::string key;
+      Bson finish;
+      bool finished = false;
+      DUET_RETURN_IF_ERROR(ReadClaim(k, id, token, "append to its log", &key, &finish, &finished));
+      if (finished) return JobNotRunning(id, View(finish.get()), "append to its log");
+      Bson sel, found;
+      sel.Str("_id", key);
+      bool exists = false;
+      DUET_RETURN_IF_ERROR(FindOne(k.logs, sel, &found, &exists, "read a job's log"));
+      const std::string log = AppendBoundedLog(View(found.get()).Bin("log"), text);
+      bson_error_t e;
+      if (exists) {
+        Bson update, set;
+        set.Bin("log", log);
+        update.Doc("$set", set);
+        if (!mongoc_collection_update_one(k.logs, sel.get(), update.get(), nullptr, nullptr, &e)) {
+          return Error(e, "append to a job's log");
+        }
+        return Status::Ok();
+      }
+      Bson doc;
+      doc.Str("_id", key).Bin("log", log);
+      if (!mongoc_collection_insert_one(k.logs, doc.get(), nullptr, nullptr, &e)) {
+        return Error(e, "append to a job's log");
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status FinishJob(int64_t id, int64_t token, bool succeeded, std::string_view message,
+                   int64_t now_ms) override {
+    const std::string mine = NewToken();
+    return Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      std::string key;
+      Bson finish;
+      bool finished = false;
+      DUET_RETURN_IF_ERROR(ReadClaim(k, id, token, "finish it", &key, &finish, &finished));
+      if (finished) {
+        // A retry whose first attempt's reply was lost finds its own finish.
+        if (View(finish.get()).Str("t") == mine) return Status::Ok();
+        return JobNotRunning(id, View(finish.get()), "finish it");
+      }
+      // The finish is an insert: of the holder and recovery, the _id index admits one.
+      Bson doc;
+      doc.Str("_id", key)
+          .I64("job", id)
+          .Bool("ok", succeeded)
+          .Str("message", message)
+          .I64("finished_ms", now_ms)
+          .Str("t", mine);
+      bson_error_t e;
+      if (!mongoc_collection_insert_one(k.finishes, doc.get(), nullptr, nullptr, &e)) {
+        if (!DuplicateKey(e)) return Error(e, "finish a job");
+        Bson other;
+        bool there = false;
+        DUET_RETURN_IF_ERROR(ReadById(k.finishes, key, &other, &there, "read a job's finish"));
+        return JobNotRunning(id, View(other.get()), "finish it");
+      }
+      CloseClaim(k, key);
+      return Status::Ok();
+    });
+  }
+
+  Result<JobInfo> GetJob(int64_t id) override {
+    return RetryResult<JobInfo>([&]() -> Result<JobInfo> {
+      Client c(pool_);
+      Colls k(this, c);
+      return GetJobWith(k, id);
+    });
+  }
+
+  Result<std::vector<JobInfo>> ListJobs(int64_t limit) override {
+    return RetryResult<std::vector<JobInfo>>([&]() -> Result<std::vector<JobInfo>> {
+      Client c(pool_);
+      Colls k(this, c);
+      Bson opts, sort;
+      sort.I64("_id", -1);
+      opts.Doc("sort", sort).I64("limit", limit);
+      std::vector<JobInfo> jobs;
+      DUET_RETURN_IF_ERROR(Find(k.jobs, Bson(), opts, "list the jobs",
+                                [&](const View& v) { jobs.push_back(JobDocInfo(v)); }));
+      if (jobs.empty()) return jobs;
+      // Their claims and finishes in one query each.
+      std::map<int64_t, JobInfo*> by_id;
+      for (JobInfo& j : jobs) by_id[j.id] = &j;
+      Bson cf;
+      AppendIn(&cf, "job", jobs.size(), [&](bson_t* arr, const char* i, size_t n) {
+        BSON_APPEND_INT64(arr, i, jobs[n].id);
+      });
+      std::map<std::string, JobInfo*> by_claim;
+      DUET_RETURN_IF_ERROR(Find(k.claims, cf, Bson(), "read the job claims", [&](const View& v) {
+        auto it = by_id.find(v.I64("job"));
+        if (it == by_id.end()) return;
+        ApplyClaim(v, it->second);
+        by_claim[v.Str("_id")] = it->second;
+      }));
+      if (by_claim.empty()) return jobs;
+      std::vector<std::string> keys;
+      for (const auto& [key, j] : by_claim) keys.push_back(key);
+      Bson ff;
+      AppendIn(&ff, "_id", keys.size(), [&](bson_t* arr, const char* i, size_t n) {
+        bson_append_utf8(arr, i, -1, keys[n].data(), static_cast<int>(keys[n].size()));
+      });
+      DUET_RETURN_IF_ERROR(
+          Find(k.finishes, ff, Bson(), "read the job finishes", [&](const View& v) {
+            auto it = by_claim.find(v.Str("_id"));
+            if (it != by_claim.end()) ApplyFinish(v, it->second);
+          }));
+      return jobs;
+    });
+  }
+
+  Result<int64_t> FailExpiredJobs(int64_t now_ms) override {
+    return RetryResult<int64_t>([&]() -> Result<int64_t> {
+      Client c(pool_);
+      Colls k(this, c);
+      struct Open {
+        std::string key;
+        int64_t job;
+        int64_t lease_until_ms;
+      };
+      std::vector<Open> open;
+      Bson filter;
+      filter.Bool("open", true);
+      DUET_RETURN_IF_ERROR(
+          Find(k.claims, filter, Bson(), "read the running jobs", [&](const View& v) {
+            open.push_back({v.Str("_id"), v.I64("job"), v.I64("lease_until_ms")});
+          }));
+      int64_t failed = 0;
+      for (const Open& o : open) {
+        Bson finish;
+        bool finished = false;
+        DUET_RETURN_IF_ERROR(
+            ReadById(k.finishes, o.key, &finish, &finished, "read a job's finish"));
+        if (!finished && o.lease_until_ms < now_ms) {
+          Bson doc;
+          doc.Str("_id", o.key)
+              .I64("job", o.job)
+              .Bool("ok", false)
+              .Str("message", WorkerLostMessage(o.lease_until_ms))
+              .I64("finished_ms", now_ms)
+              .Str("t", "recovery");
+          bson_error_t e;
+          if (mongoc_collection_insert_one(k.finishes, doc.get(), nullptr, nullptr, &e)) {
+            ++failed;
+          } else if (!DuplicateKey(e)) {
+            return Error(e, "fail an expired job");
+          }
+          finished = true;
+        }
+        if (finished) CloseClaim(k, o.key);
+      }
+      return failed;
+    });
+  }
+
  private:
   // A client from the pool for the duration of one operation.
   class Client {
@@ -704,16 +1037,21 @@ class MongoStore final : public Store {
           scopes(s->Coll(c, kScopes)),
           records(s->Coll(c, kRecords)),
           models(s->Coll(c, kModels)),
-          promotions(s->Coll(c, kPromotions)) {}
+          promotions(s->Coll(c, kPromotions)),
+          jobs(s->Coll(c, kJobs)),
+          claims(s->Coll(c, kJobClaims)),
+          finishes(s->Coll(c, kJobFinishes)),
+          logs(s->Coll(c, kJobLogs)) {}
     ~Colls() {
-      for (mongoc_collection_t* x :
-           {meta, views, blobs, bad_rows, scopes, records, models, promotions}) {
+      for (mongoc_collection_t* x : {meta, views, blobs, bad_rows, scopes, records, models,
+                                     promotions, jobs, claims, finishes, logs}) {
         mongoc_collection_destroy(x);
       }
     }
     Colls(const Colls&) = delete;
     Colls& operator=(const Colls&) = delete;
     mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records, *models, *promotions;
+    mongoc_collection_t *jobs, *claims, *finishes, *logs;
   };
 
   // ---- errors and retries
@@ -805,6 +1143,10 @@ class MongoStore final : public Store {
         {kBadRows, "layer_generation_source_offset", {"l", "g", "source", "offset"}},
         {kRecords, "scope_epoch", {"s", "e"}},
         {kRecords, "scope_key", {"s", "k"}},
+        {kJobs, "queued_kind", {"q", "kind"}},
+        {kJobClaims, "kind_number", {"k", "n"}},
+        {kJobClaims, "job", {"job"}},
+        {kJobClaims, "open", {"open"}},
     };
     for (const Index& ix : indexes) {
       Bson cmd, keys, index, list;
@@ -1040,6 +1382,188 @@ class MongoStore final : public Store {
                                 std::to_string(size));
     }
     return Status::Ok();
+  }
+
+  // ---- jobs
+
+  static std::string ClaimKey(std::string_view kind, int64_t n) {
+    return Key({kind, std::to_string(n)});
+  }
+
+  static JobInfo JobDocInfo(const View& v) {
+    JobInfo j;
+    j.id = v.I64("_id");
+    j.kind = v.Str("kind");
+    j.params = v.Str("params");
+    j.created_ms = v.I64("created_ms");
+    return j;
+  }
+  static void ApplyClaim(const View& claim, JobInfo* j) {
+    j->state = JobState::kRunning;
+    j->started_ms = claim.I64("started_ms");
+    j->worker = claim.Str("worker");
+    j->token = claim.I64("n");
+    j->lease_until_ms = claim.I64("lease_until_ms");
+  }
+  static void ApplyFinish(const View& finish, JobInfo* j) {
+    j->state = finish.Bool("ok") ? JobState::kSucceeded : JobState::kFailed;
+    j->message = finish.Str("message");
+    j->finished_ms = finish.I64("finished_ms");
+  }
+
+  // `filter` gets {field: {$in: [n values]}}, each appended by add(array, index key, n).
+  template <typename Add>
+  static void AppendIn(Bson* filter, const char* field, size_t n, const Add& add) {
+    bson_t in, arr;
+    bson_append_document_begin(filter->get(), field, -1, &in);
+    bson_append_array_begin(&in, "$in", -1, &arr);
+    for (size_t i = 0; i < n; ++i) {
+      char buf[16];
+      const char* key = nullptr;
+      bson_uint32_to_string(static_cast<uint32_t>(i), &key, buf, sizeof buf);
+      add(&arr, key, i);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(filter->get(), &in);
+  }
+
+  Status ReadById(mongoc_collection_t* coll, const std::string& id, Bson* out, bool* exists,
+                  std::string_view what) const {
+    Bson filter;
+    filter.Str("_id", id);
+    return FindOne(coll, filter, out, exists, what);
+  }
+
+  Status GreatestId(mongoc_collection_t* coll, std::string_view what, int64_t* out) const {
+    Bson opts, sort, projection;
+    sort.I64("_id", -1);
+    projection.I64("_id", 1);
+    opts.Doc("sort", sort).Doc("projection", projection).I64("limit", 1);
+    *out = 0;
+    return Find(coll, Bson(), opts, what, [&](const View& v) { *out = v.I64("_id"); });
+  }
+
+  // The kind's newest claim (greatest n), if any, and whether it has a finish.
+  Status LatestClaim(const Colls& k, std::string_view kind, Bson* claim, bool* exists,
+                     bool* finished) const {
+    Bson filter, opts, sort;
+    filter.Str("k", kind);
+    sort.I64("n", -1);
+    opts.Doc("sort", sort).I64("limit", 1);
+    *exists = false;
+    *finished = false;
+    DUET_RETURN_IF_ERROR(Find(k.claims, filter, opts, "read the job claims", [&](const View& v) {
+      bson_copy_to_excluding_noinit(v.raw(), claim->get(), "", nullptr);
+      *exists = true;
+    }));
+    if (!*exists) return Status::Ok();
+    Bson finish;
+    return ReadById(k.finishes, View(claim->get()).Str("_id"), &finish, finished,
+                    "read a job's finish");
+  }
+
+  Status ClaimOfJob(const Colls& k, int64_t id, Bson* claim, bool* exists) const {
+    Bson filter;
+    filter.I64("job", id);
+    return FindOne(k.claims, filter, claim, exists, "read the job claims");
+  }
+
+  // Best effort: the hints are only for narrowing queries.
+  void MarkJobClaimed(const Colls& k, int64_t id) const {
+    Bson sel, update, set;
+    sel.I64("_id", id);
+    set.Bool("q", false);
+    update.Doc("$set", set);
+    (void)mongoc_collection_update_one(k.jobs, sel.get(), update.get(), nullptr, nullptr, nullptr);
+  }
+  void CloseClaim(const Colls& k, const std::string& key) const {
+    Bson sel, update, set;
+    sel.Str("_id", key);
+    set.Bool("open", false);
+    update.Doc("$set", set);
+    (void)mongoc_collection_update_one(k.claims, sel.get(), update.get(), nullptr, nullptr,
+                                       nullptr);
+  }
+
+  Result<JobInfo> GetJobWith(const Colls& k, int64_t id) const {
+    Bson sel, doc;
+    sel.I64("_id", id);
+    bool exists = false;
+    DUET_RETURN_IF_ERROR(FindOne(k.jobs, sel, &doc, &exists, "read a job"));
+    if (!exists) return Status::NotFound(where_ + ": no job " + std::to_string(id));
+    JobInfo j = JobDocInfo(View(doc.get()));
+    Bson claim;
+    bool claimed = false;
+    DUET_RETURN_IF_ERROR(ClaimOfJob(k, id, &claim, &claimed));
+    if (!claimed) return j;
+    const View cv(claim.get());
+    ApplyClaim(cv, &j);
+    const std::string key = cv.Str("_id");
+    Bson finish, log;
+    bool finished = false, logged = false;
+    DUET_RETURN_IF_ERROR(ReadById(k.finishes, key, &finish, &finished, "read a job's finish"));
+    if (finished) ApplyFinish(View(finish.get()), &j);
+    DUET_RETURN_IF_ERROR(ReadById(k.logs, key, &log, &logged, "read a job's log"));
+    if (logged) j.log = View(log.get()).Bin("log");
+    return j;
+  }
+
+  // The job of `kind` that is running, or else the oldest queued one, if any.
+  Status PendingJobOfKind(const Colls& k, std::string_view kind,
+                          std::optional<JobInfo>* out) const {
+    Bson latest;
+    bool exists = false, finished = false;
+    DUET_RETURN_IF_ERROR(LatestClaim(k, kind, &latest, &exists, &finished));
+    if (exists && !finished) {
+      auto j = GetJobWith(k, View(latest.get()).I64("job"));
+      if (!j.ok()) return j.status();
+      *out = std::move(*j);
+      return Status::Ok();
+    }
+    Bson filter, opts, sort;
+    filter.Bool("q", true).Str("kind", kind);
+    sort.I64("_id", 1);
+    opts.Doc("sort", sort).I64("limit", kJobCandidates);
+    std::vector<JobInfo> queued;
+    DUET_RETURN_IF_ERROR(Find(k.jobs, filter, opts, "read the queued jobs",
+                              [&](const View& v) { queued.push_back(JobDocInfo(v)); }));
+    for (JobInfo& j : queued) {
+      Bson claim;
+      bool claimed = false;
+      DUET_RETURN_IF_ERROR(ClaimOfJob(k, j.id, &claim, &claimed));
+      if (!claimed) {
+        *out = std::move(j);
+        return Status::Ok();
+      }
+      MarkJobClaimed(k, j.id);
+    }
+    return Status::Ok();
+  }
+
+  // The claim `token` of job `id`: *key its _id, *finished whether it has a finish (then in
+  // *finish). NotFound for no such job; Aborted when the token is not a claim of the job.
+  Status ReadClaim(const Colls& k, int64_t id, int64_t token, std::string_view what,
+                   std::string* key, Bson* finish, bool* finished) const {
+    Bson sel, job;
+    sel.I64("_id", id);
+    bool exists = false;
+    DUET_RETURN_IF_ERROR(FindOne(k.jobs, sel, &job, &exists, "read a job"));
+    if (!exists) return Status::NotFound(where_ + ": no job " + std::to_string(id));
+    *key = ClaimKey(View(job.get()).Str("kind"), token);
+    Bson claim;
+    bool claimed = false;
+    if (token > 0) DUET_RETURN_IF_ERROR(ReadById(k.claims, *key, &claim, &claimed, "read a claim"));
+    if (!claimed || View(claim.get()).I64("job") != id) {
+      return Status::Aborted("job " + std::to_string(id) + ": cannot " + std::string(what) +
+                             ": token " + std::to_string(token) + " is not its claim");
+    }
+    return ReadById(k.finishes, *key, finish, finished, "read a job's finish");
+  }
+
+  static Status JobNotRunning(int64_t id, const View& finish, std::string_view what) {
+    return Status::Aborted("job " + std::to_string(id) + ": cannot " + std::string(what) +
+                           ": it is " + (finish.Bool("ok") ? "succeeded" : "failed") + " (" +
+                           finish.Str("message") + ")");
   }
 
   static std::map<std::string, int64_t> ReplaceMarks(const Bson& pointer, bool exists) {

@@ -65,6 +65,15 @@ CREATE TABLE IF NOT EXISTS batch_runs(
 CREATE TABLE IF NOT EXISTS models(
   version INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL, metadata TEXT NOT NULL,
   bytes BLOB NOT NULL);
+-- Jobs (docs/jobs.md): state is queued, running, succeeded or failed; token is the claim's
+-- fencing token (0 until claimed), unique across claims. The log is kept as bytes (a child
+-- process may write anything).
+CREATE TABLE IF NOT EXISTS jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, params TEXT NOT NULL,
+  state TEXT NOT NULL, created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL, worker TEXT NOT NULL, token INTEGER NOT NULL,
+  lease_until_ms INTEGER NOT NULL, message TEXT NOT NULL, log BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, kind, id);
 )sql";
 
 // RAII prepared statement with positional binding helpers.
@@ -451,8 +460,8 @@ class SqliteStore final : public Store {
     if (!current.ok()) {
       s = current.status();
     } else if (*current != expected_current) {
-      s = Status::Aborted("the current model is version " + std::to_string(*current) +
-                          ", not " + std::to_string(expected_current) +
+      s = Status::Aborted("the current model is version " + std::to_string(*current) + ", not " +
+                          std::to_string(expected_current) +
                           " as expected: another promotion happened in between");
     } else {
       Stmt q(db_, "SELECT 1 FROM models WHERE version=?");
@@ -474,6 +483,130 @@ class SqliteStore final : public Store {
       return s;
     }
     return Exec("COMMIT");
+  }
+
+  // ---- jobs: one row per job; every change is one BEGIN IMMEDIATE transaction, which also
+  // serializes claimers in other processes.
+
+  Result<JobInfo> EnqueueJob(std::string_view kind, std::string_view params, int64_t now_ms,
+                             bool dedupe) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Result<JobInfo> r = EnqueueJobLocked(kind, params, now_ms, dedupe);
+    if (!r.ok()) {
+      (void)Exec("ROLLBACK");
+      return r;
+    }
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return r;
+  }
+
+  Result<std::optional<JobInfo>> ClaimJob(const std::vector<std::string>& kinds,
+                                          std::string_view worker, int64_t now_ms,
+                                          int64_t lease_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Result<std::optional<JobInfo>> r = ClaimJobLocked(kinds, worker, now_ms, lease_ms);
+    if (!r.ok()) {
+      (void)Exec("ROLLBACK");
+      return r;
+    }
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return r;
+  }
+
+  Status RenewJobLease(int64_t id, int64_t token, int64_t now_ms, int64_t lease_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Stmt up(db_, "UPDATE jobs SET lease_until_ms=? WHERE id=? AND token=? AND state='running'");
+    if (up.ok()) up.Bind(1, now_ms + lease_ms).Bind(2, id).Bind(3, token);
+    if (!up.ok() || up.Step() != SQLITE_DONE) return Error("renew a job's lease");
+    if (sqlite3_changes(db_) == 1) return Status::Ok();
+    return NotRunning(id, token, "renew its lease");
+  }
+
+  Status AppendJobLog(int64_t id, int64_t token, std::string_view text) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status s;
+    {
+      Stmt q(db_, "SELECT log FROM jobs WHERE id=? AND token=? AND state='running'");
+      if (q.ok()) q.Bind(1, id).Bind(2, token);
+      const int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+      if (rc == SQLITE_ROW) {
+        Stmt up(db_, "UPDATE jobs SET log=? WHERE id=?");
+        if (up.ok()) up.BindBlob(1, AppendBoundedLog(q.Blob(0), text)).Bind(2, id);
+        if (!up.ok() || up.Step() != SQLITE_DONE) s = Error("append to a job's log");
+      } else if (rc == SQLITE_DONE) {
+        s = NotRunning(id, token, "append to its log");
+      } else {
+        s = Error("read a job");
+      }
+    }
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    return Exec("COMMIT");
+  }
+
+  Status FinishJob(int64_t id, int64_t token, bool succeeded, std::string_view message,
+                   int64_t now_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Stmt up(db_,
+            "UPDATE jobs SET state=?, message=?, finished_ms=? WHERE id=? AND token=? AND "
+            "state='running'");
+    if (up.ok()) {
+      up.Bind(1, JobStateName(succeeded ? JobState::kSucceeded : JobState::kFailed))
+          .Bind(2, message)
+          .Bind(3, now_ms)
+          .Bind(4, id)
+          .Bind(5, token);
+    }
+    if (!up.ok() || up.Step() != SQLITE_DONE) return Error("finish a job");
+    if (sqlite3_changes(db_) == 1) return Status::Ok();
+    return NotRunning(id, token, "finish it");
+  }
+
+  Result<JobInfo> GetJob(int64_t id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string sql = std::string("SELECT ") + kJobColumns + ", log FROM jobs WHERE id=?";
+    Stmt q(db_, sql.c_str());
+    if (q.ok()) q.Bind(1, id);
+    const int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+    if (rc == SQLITE_DONE) return Status::NotFound(path_ + ": no job " + std::to_string(id));
+    if (rc != SQLITE_ROW) return Error("read a job");
+    Result<JobInfo> job = JobOf(q);
+    if (job.ok()) job->log = q.Blob(11);
+    return job;
+  }
+
+  Result<std::vector<JobInfo>> ListJobs(int64_t limit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string sql =
+        std::string("SELECT ") + kJobColumns + " FROM jobs ORDER BY id DESC LIMIT ?";
+    Stmt q(db_, sql.c_str());
+    if (q.ok()) q.Bind(1, limit);
+    std::vector<JobInfo> out;
+    int rc = q.ok() ? SQLITE_ROW : SQLITE_ERROR;
+    while (q.ok() && (rc = q.Step()) == SQLITE_ROW) {
+      Result<JobInfo> job = JobOf(q);
+      if (!job.ok()) return job.status();
+      out.push_back(std::move(*job));
+    }
+    if (rc != SQLITE_DONE) return Error("list jobs");
+    return out;
+  }
+
+  Result<int64_t> FailExpiredJobs(int64_t now_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Result<int64_t> r = FailExpiredJobsLocked(now_ms);
+    if (!r.ok()) {
+      (void)Exec("ROLLBACK");
+      return r;
+    }
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return r;
   }
 
   Result<std::vector<core::BadRow>> ReadBadRows(const BadRowQuery& query) override {
@@ -524,6 +657,134 @@ class SqliteStore final : public Store {
                                 "', expected a model version");
     }
     return static_cast<int64_t>(n);
+  }
+
+  static constexpr const char* kJobColumns =
+      "id, kind, params, state, created_ms, started_ms, finished_ms, worker, token, "
+      "lease_until_ms, message";
+
+  // A job from a row that starts with kJobColumns.
+  Result<JobInfo> JobOf(const Stmt& q) const {
+    JobInfo j;
+    j.id = q.Int(0);
+    j.kind = q.Text(1);
+    j.params = q.Text(2);
+    const std::string state = q.Text(3);
+    bool known = false;
+    for (const JobState st :
+         {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed}) {
+      if (state == JobStateName(st)) {
+        j.state = st;
+        known = true;
+      }
+    }
+    if (!known) {
+      return Status::Corruption(path_ + ": job " + std::to_string(j.id) + " has state '" + state +
+                                "'");
+    }
+    j.created_ms = q.Int(4);
+    j.started_ms = q.Int(5);
+    j.finished_ms = q.Int(6);
+    j.worker = q.Text(7);
+    j.token = q.Int(8);
+    j.lease_until_ms = q.Int(9);
+    j.message = q.Text(10);
+    return j;
+  }
+
+  // Why a job is not running under `token`: NotFound for no such job, else Aborted.
+  Status NotRunning(int64_t id, int64_t token, std::string_view what) {
+    Stmt q(db_, "SELECT state, token, message FROM jobs WHERE id=?");
+    if (q.ok()) q.Bind(1, id);
+    const int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+    if (rc == SQLITE_DONE) return Status::NotFound(path_ + ": no job " + std::to_string(id));
+    if (rc != SQLITE_ROW) return Error("read a job");
+    std::string why = "it is " + q.Text(0);
+    if (q.Int(1) != token) why += " under another claim";
+    if (!q.Text(2).empty()) why += " (" + q.Text(2) + ")";
+    return Status::Aborted("job " + std::to_string(id) + ": cannot " + std::string(what) + ": " +
+                           why);
+  }
+
+  Result<JobInfo> EnqueueJobLocked(std::string_view kind, std::string_view params, int64_t now_ms,
+                                   bool dedupe) {
+    if (dedupe) {
+      const std::string sql = std::string("SELECT ") + kJobColumns +
+                              " FROM jobs WHERE state IN ('queued', 'running') AND kind=? ORDER "
+                              "BY id LIMIT 1";
+      Stmt q(db_, sql.c_str());
+      if (q.ok()) q.Bind(1, kind);
+      const int rc = q.ok() ? q.Step() : SQLITE_ERROR;
+      if (rc == SQLITE_ROW) return JobOf(q);
+      if (rc != SQLITE_DONE) return Error("read the queued jobs");
+    }
+    Stmt ins(db_,
+             "INSERT INTO jobs(kind, params, state, created_ms, started_ms, finished_ms, worker, "
+             "token, lease_until_ms, message, log) VALUES(?, ?, 'queued', ?, 0, 0, '', 0, 0, "
+             "'', x'')");
+    if (ins.ok()) ins.Bind(1, kind).Bind(2, params).Bind(3, now_ms);
+    if (!ins.ok() || ins.Step() != SQLITE_DONE) return Error("queue a job");
+    JobInfo j;
+    j.id = sqlite3_last_insert_rowid(db_);
+    j.kind = std::string(kind);
+    j.params = std::string(params);
+    j.created_ms = now_ms;
+    return j;
+  }
+
+  Result<std::optional<JobInfo>> ClaimJobLocked(const std::vector<std::string>& kinds,
+                                                std::string_view worker, int64_t now_ms,
+                                                int64_t lease_ms) {
+    auto failed = FailExpiredJobsLocked(now_ms);
+    if (!failed.ok()) return failed.status();
+    if (kinds.empty()) return std::optional<JobInfo>();
+    // The oldest queued job of the kinds, skipping kinds that have a running job.
+    std::string sql =
+        std::string("SELECT ") + kJobColumns + " FROM jobs AS j WHERE state='queued' AND kind IN (";
+    for (size_t i = 0; i < kinds.size(); ++i) sql += i == 0 ? "?" : ", ?";
+    sql +=
+        ") AND NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.state='running' AND r.kind=j.kind) "
+        "ORDER BY id LIMIT 1";
+    Stmt q(db_, sql.c_str());
+    if (!q.ok()) return Error("find a queued job");
+    for (size_t i = 0; i < kinds.size(); ++i) q.Bind(static_cast<int>(i + 1), kinds[i]);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<JobInfo>();
+    if (rc != SQLITE_ROW) return Error("find a queued job");
+    Result<JobInfo> job = JobOf(q);
+    if (!job.ok()) return job.status();
+    Stmt up(db_,
+            "UPDATE jobs SET state='running', started_ms=?, worker=?, lease_until_ms=?, "
+            "token=(SELECT IFNULL(MAX(token), 0) + 1 FROM jobs) WHERE id=?");
+    if (up.ok()) up.Bind(1, now_ms).Bind(2, worker).Bind(3, now_ms + lease_ms).Bind(4, job->id);
+    if (!up.ok() || up.Step() != SQLITE_DONE) return Error("claim a job");
+    Stmt t(db_, "SELECT token FROM jobs WHERE id=?");
+    if (t.ok()) t.Bind(1, job->id);
+    if (!t.ok() || t.Step() != SQLITE_ROW) return Error("read a claimed job");
+    job->state = JobState::kRunning;
+    job->started_ms = now_ms;
+    job->worker = std::string(worker);
+    job->lease_until_ms = now_ms + lease_ms;
+    job->token = t.Int(0);
+    return std::optional<JobInfo>(std::move(*job));
+  }
+
+  Result<int64_t> FailExpiredJobsLocked(int64_t now_ms) {
+    std::vector<std::pair<int64_t, int64_t>> expired;  // id, lease end
+    {
+      Stmt q(db_, "SELECT id, lease_until_ms FROM jobs WHERE state='running' AND lease_until_ms<?");
+      if (q.ok()) q.Bind(1, now_ms);
+      int rc = q.ok() ? SQLITE_ROW : SQLITE_ERROR;
+      while (q.ok() && (rc = q.Step()) == SQLITE_ROW) expired.emplace_back(q.Int(0), q.Int(1));
+      if (rc != SQLITE_DONE) return Error("find expired jobs");
+    }
+    Stmt up(db_, "UPDATE jobs SET state='failed', message=?, finished_ms=? WHERE id=?");
+    for (const auto& [id, until] : expired) {
+      if (up.ok()) up.Bind(1, WorkerLostMessage(until)).Bind(2, now_ms).Bind(3, id);
+      if (!up.ok() || up.Step() != SQLITE_DONE) return Error("fail an expired job");
+      up.Reset();
+    }
+    return static_cast<int64_t>(expired.size());
   }
 
   // The Status for the connection's last error: a busy or locked database is Unavailable (a

@@ -25,6 +25,7 @@
 
 #include "core/bad_row.h"
 #include "core/views.h"
+#include "util/json_writer.h"
 #include "util/result.h"
 
 namespace duet::store {
@@ -113,6 +114,62 @@ struct StoredModel {
   std::string bytes;  // the model file (XGBoost UBJSON)
 };
 
+// An asynchronous job (docs/jobs.md): a training run or a batch rerun, queued by the API or a
+// schedule and run by a worker (jobs::Runner). A job is claimed at most once: it goes queued ->
+// running -> succeeded | failed, and a running job whose worker stops renewing its lease is
+// failed ("worker lost"), never run again.
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed };
+// "queued", "running", "succeeded", "failed".
+inline std::string_view JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+// The message of a job failed by FailExpiredJobs.
+inline std::string WorkerLostMessage(int64_t lease_until_ms) {
+  return "worker lost: lease expired at " + UtcTimeString(lease_until_ms);
+}
+
+struct JobInfo {
+  int64_t id = 0;  // 1, 2, ... in the order jobs were queued
+  std::string kind;
+  std::string params;  // JSON object text, kept as given
+  JobState state = JobState::kQueued;
+  int64_t created_ms = 0;   // wall clock, ms since the epoch
+  int64_t started_ms = 0;   // 0 until claimed
+  int64_t finished_ms = 0;  // 0 until finished
+  std::string worker;       // who claimed it ("" until claimed)
+  // The claim's fencing token (> 0 once claimed; opaque): the worker passes it back to renew,
+  // log and finish, and a stale one is refused.
+  int64_t token = 0;
+  int64_t lease_until_ms = 0;  // while running: the worker must renew before this
+  std::string message;         // why it failed, or what it did; "" while not finished
+  std::string log;             // the last kJobLogBytes of its output (GetJob only; "" in lists)
+  bool operator==(const JobInfo&) const = default;
+};
+
+// The most of a job's log a store keeps: older output is dropped, from the front.
+inline constexpr size_t kJobLogBytes = 64 << 10;
+
+// `log` + `text`, cut to the last kJobLogBytes at a line start when one is in the kept part.
+inline std::string AppendBoundedLog(std::string log, std::string_view text) {
+  log.append(text);
+  if (log.size() <= kJobLogBytes) return log;
+  size_t cut = log.size() - kJobLogBytes;
+  const size_t nl = log.find('\n', cut > 0 ? cut - 1 : 0);
+  if (nl != std::string::npos && nl + 1 < log.size()) cut = nl + 1;
+  return log.substr(cut);
+}
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -164,6 +221,40 @@ class Store {
   // compare-and-set so that two trainers cannot overwrite each other's decision unseen: Aborted
   // when the current version changed in between, NotFound when `version` is not registered.
   virtual Status PromoteModel(int64_t version, int64_t expected_current) = 0;
+
+  // Jobs (docs/jobs.md). Every method is safe against concurrent callers in other threads and
+  // processes on the same store.
+  // Queues a job and returns it (state queued, the next id). With `dedupe`, when a job of the
+  // same kind is already queued or running, returns that one instead and queues nothing: a
+  // schedule then never piles up runs behind a slow one (on MongoDB two dedupe calls racing
+  // within moments can still both queue; the jobs then run one after the other).
+  virtual Result<JobInfo> EnqueueJob(std::string_view kind, std::string_view params, int64_t now_ms,
+                                     bool dedupe) = 0;
+  // First fails the jobs whose lease expired (FailExpiredJobs), then atomically claims the
+  // oldest queued job of one of `kinds` whose kind has no running job — at most one job of a
+  // kind runs at any time — marking it running for `worker` until now_ms + lease_ms, with a new
+  // token. nullopt when there is none. Of concurrent claimers, in any process, at most one gets
+  // a given job, and none gets a job of a kind another one is running.
+  virtual Result<std::optional<JobInfo>> ClaimJob(const std::vector<std::string>& kinds,
+                                                  std::string_view worker, int64_t now_ms,
+                                                  int64_t lease_ms) = 0;
+  // Extends a running job's lease to now_ms + lease_ms. Aborted when `token` is not the job's
+  // running claim (the job was failed meanwhile: its lease had expired); NotFound for no job.
+  virtual Status RenewJobLease(int64_t id, int64_t token, int64_t now_ms, int64_t lease_ms) = 0;
+  // Appends output to a running job's log (the store keeps the last kJobLogBytes). Aborted and
+  // NotFound as for RenewJobLease.
+  virtual Status AppendJobLog(int64_t id, int64_t token, std::string_view text) = 0;
+  // Ends a running job: succeeded or failed, with `message`. Aborted and NotFound as for
+  // RenewJobLease: a job is finished once, by its claim's holder or by recovery.
+  virtual Status FinishJob(int64_t id, int64_t token, bool succeeded, std::string_view message,
+                           int64_t now_ms) = 0;
+  // One job with its log; NotFound if there is no such job.
+  virtual Result<JobInfo> GetJob(int64_t id) = 0;
+  // The newest `limit` jobs, newest first, without their logs.
+  virtual Result<std::vector<JobInfo>> ListJobs(int64_t limit) = 0;
+  // Fails every running job whose lease ended before now_ms (its worker died or hung), with
+  // message "worker lost: lease expired at <time>". Returns how many it failed.
+  virtual Result<int64_t> FailExpiredJobs(int64_t now_ms) = 0;
 };
 
 // Opens a store by URI: "sqlite:PATH" (created if missing; "sqlite:PATH?busy_timeout_ms=N" sets

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -524,6 +525,257 @@ TYPED_TEST(StoreContractTest, ReopenedStoreSeesTheSameRegistry) {
   EXPECT_EQ(next->version, 3);
   EXPECT_EQ(store.PromoteModel(3, 0).code(), StatusCode::kAborted);
   EXPECT_TRUE(store.PromoteModel(3, 2).ok());
+}
+
+// ---- jobs
+
+TYPED_TEST(StoreContractTest, QueuedJobsGetIncreasingIdsAndReadBack) {
+  Store& s = *this->store_;
+  auto a = s.EnqueueJob("train", R"({"rounds":5})", 1000, false);
+  auto b = s.EnqueueJob("batch", "{}", 2000, false);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_GT(b->id, a->id);
+  EXPECT_EQ(a->state, JobState::kQueued);
+  EXPECT_EQ(a->params, R"({"rounds":5})");
+  auto got = s.GetJob(a->id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, *a);
+  auto list = s.ListJobs(10);
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0], *b);  // newest first
+  EXPECT_EQ((*list)[1], *a);
+  EXPECT_EQ(s.ListJobs(1)->size(), 1u);
+  EXPECT_EQ(s.GetJob(b->id + 100).status().code(), StatusCode::kNotFound);
+}
+
+TYPED_TEST(StoreContractTest, DedupeReturnsTheQueuedOrRunningJobOfTheKind) {
+  Store& s = *this->store_;
+  auto first = s.EnqueueJob("batch", "{}", 1000, true);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto again = s.EnqueueJob("batch", "{}", 2000, true);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id, first->id);
+  // Another kind is not deduplicated against it, nor is a call without dedupe.
+  EXPECT_NE(s.EnqueueJob("train", "{}", 2000, true)->id, first->id);
+  auto claimed = s.ClaimJob({"batch"}, "w", 3000, 10'000);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  auto while_running = s.EnqueueJob("batch", "{}", 4000, true);
+  ASSERT_TRUE(while_running.ok());
+  EXPECT_EQ(while_running->id, first->id);
+  EXPECT_EQ(while_running->state, JobState::kRunning);
+  ASSERT_TRUE(s.FinishJob(first->id, (*claimed)->token, true, "done", 5000).ok());
+  auto after = s.EnqueueJob("batch", "{}", 6000, true);
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(after->id, first->id);
+  EXPECT_EQ(after->state, JobState::kQueued);
+}
+
+TYPED_TEST(StoreContractTest, ClaimTakesTheOldestQueuedJobOfTheKindsAndFinishes) {
+  Store& s = *this->store_;
+  const int64_t t1 = s.EnqueueJob("train", "{}", 1000, false)->id;
+  const int64_t b1 = s.EnqueueJob("batch", "{}", 1001, false)->id;
+  auto none = s.ClaimJob({"other"}, "w", 2000, 10'000);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  auto c = s.ClaimJob({"batch", "train"}, "worker-1", 2000, 10'000);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE(c->has_value());
+  const JobInfo& job = **c;
+  EXPECT_EQ(job.id, t1);
+  EXPECT_EQ(job.state, JobState::kRunning);
+  EXPECT_EQ(job.worker, "worker-1");
+  EXPECT_EQ(job.started_ms, 2000);
+  EXPECT_EQ(job.lease_until_ms, 12'000);
+  EXPECT_GT(job.token, 0);
+  ASSERT_TRUE(s.AppendJobLog(t1, job.token, "line 1\n").ok());
+  ASSERT_TRUE(s.AppendJobLog(t1, job.token, "line 2\n").ok());
+  ASSERT_TRUE(s.RenewJobLease(t1, job.token, 5000, 10'000).ok());
+  auto running = s.GetJob(t1);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  EXPECT_EQ(running->lease_until_ms, 15'000);
+  EXPECT_EQ(running->log, "line 1\nline 2\n");
+  ASSERT_TRUE(s.FinishJob(t1, job.token, false, "exit status 3", 6000).ok());
+  auto done = s.GetJob(t1);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state, JobState::kFailed);
+  EXPECT_EQ(done->message, "exit status 3");
+  EXPECT_EQ(done->finished_ms, 6000);
+  EXPECT_EQ(done->log, "line 1\nline 2\n");
+  // Finished once: every later call with the token is refused.
+  EXPECT_EQ(s.FinishJob(t1, job.token, true, "", 7000).code(), StatusCode::kAborted);
+  EXPECT_EQ(s.AppendJobLog(t1, job.token, "x").code(), StatusCode::kAborted);
+  EXPECT_EQ(s.RenewJobLease(t1, job.token, 7000, 1).code(), StatusCode::kAborted);
+  EXPECT_EQ(s.FinishJob(t1 + 100, 1, true, "", 7000).code(), StatusCode::kNotFound);
+  auto next = s.ClaimJob({"batch", "train"}, "worker-1", 8000, 10'000);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->id, b1);
+  auto empty = s.ClaimJob({"batch", "train"}, "worker-1", 8000, 10'000);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+}
+
+TYPED_TEST(StoreContractTest, AtMostOneJobOfAKindRuns) {
+  Store& s = *this->store_;
+  const int64_t a = s.EnqueueJob("batch", "{}", 1000, false)->id;
+  const int64_t b = s.EnqueueJob("batch", "{}", 1001, false)->id;
+  const int64_t t = s.EnqueueJob("train", "{}", 1002, false)->id;
+  auto first = s.ClaimJob({"batch", "train"}, "w1", 2000, 10'000);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_EQ((*first)->id, a);
+  // The second batch waits for the first; the train job may run beside it.
+  auto second = s.ClaimJob({"batch", "train"}, "w2", 2000, 10'000);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->id, t);
+  auto third = s.ClaimJob({"batch"}, "w3", 2000, 10'000);
+  ASSERT_TRUE(third.ok());
+  EXPECT_FALSE(third->has_value());
+  ASSERT_TRUE(s.FinishJob(a, (*first)->token, true, "", 3000).ok());
+  auto fourth = s.ClaimJob({"batch"}, "w3", 3000, 10'000);
+  ASSERT_TRUE(fourth.ok() && fourth->has_value());
+  EXPECT_EQ((*fourth)->id, b);
+}
+
+TYPED_TEST(StoreContractTest, ExpiredLeaseFailsTheJobAndFreesItsKindWithoutRerunningIt) {
+  Store& s = *this->store_;
+  const int64_t a = s.EnqueueJob("batch", "{}", 1000, false)->id;
+  const int64_t b = s.EnqueueJob("batch", "{}", 1001, false)->id;
+  auto c = s.ClaimJob({"batch"}, "dead", 2000, 10'000);
+  ASSERT_TRUE(c.ok() && c->has_value());
+  auto early = s.FailExpiredJobs(11'999);
+  ASSERT_TRUE(early.ok()) << early.status().ToString();
+  EXPECT_EQ(*early, 0);
+  // The next claimer fails it first (lease ended at 12,000), then takes the next job.
+  auto next = s.ClaimJob({"batch"}, "alive", 12'001, 10'000);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  ASSERT_TRUE(next->has_value());
+  EXPECT_EQ((*next)->id, b);
+  auto lost = s.GetJob(a);
+  ASSERT_TRUE(lost.ok());
+  EXPECT_EQ(lost->state, JobState::kFailed);
+  EXPECT_EQ(lost->message, "worker lost: lease expired at 1970-01-01T00:00:12Z");
+  EXPECT_EQ(lost->finished_ms, 12'001);
+  // The dead worker, come back, cannot finish or extend it.
+  EXPECT_EQ(s.FinishJob(a, (*c)->token, true, "", 13'000).code(), StatusCode::kAborted);
+  EXPECT_EQ(s.RenewJobLease(a, (*c)->token, 13'000, 10'000).code(), StatusCode::kAborted);
+  EXPECT_EQ(*s.FailExpiredJobs(13'000), 0);
+  // A renewed lease keeps the job.
+  EXPECT_TRUE(s.RenewJobLease(b, (*next)->token, 20'000, 10'000).ok());
+  EXPECT_EQ(*s.FailExpiredJobs(25'000), 0);
+  EXPECT_EQ(*s.FailExpiredJobs(30'001), 1);
+  EXPECT_EQ(s.GetJob(b)->state, JobState::kFailed);
+}
+
+TYPED_TEST(StoreContractTest, JobLogKeepsItsLastBytesAtALineStart) {
+  Store& s = *this->store_;
+  const int64_t id = s.EnqueueJob("train", "{}", 1000, false)->id;
+  auto c = s.ClaimJob({"train"}, "w", 2000, 10'000);
+  ASSERT_TRUE(c.ok() && c->has_value());
+  const std::string line(999, 'x');
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(s.AppendJobLog(id, (*c)->token, std::to_string(i % 10) + line + "\n").ok());
+  }
+  auto job = s.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_LE(job->log.size(), kJobLogBytes);
+  EXPECT_GT(job->log.size(), kJobLogBytes - 1001);
+  EXPECT_EQ(job->log.size() % 1001, 0u);  // whole lines only
+  EXPECT_EQ(job->log.substr(job->log.size() - 1001, 1), "9");
+  // Lists carry no logs.
+  EXPECT_EQ((*s.ListJobs(1))[0].log, "");
+}
+
+TYPED_TEST(StoreContractTest, ConcurrentClaimersNeverShareAJobOrAKind) {
+  Store& s = *this->store_;
+  constexpr int kJobsPerKind = 6;
+  constexpr int kThreads = 6;
+  for (int i = 0; i < kJobsPerKind; ++i) {
+    ASSERT_TRUE(s.EnqueueJob("batch", "{}", 1000 + i, false).ok());
+    ASSERT_TRUE(s.EnqueueJob("train", "{}", 1000 + i, false).ok());
+  }
+  // Each thread opens its own store (as separate worker processes would) and loops: claim,
+  // check that no other job of the kind runs, finish.
+  std::mutex mu;
+  std::map<std::string, int> running;
+  std::map<int64_t, int> runs;
+  std::atomic<bool> overlap{false};
+  std::vector<std::thread> threads;
+  std::vector<Status> errors(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto opened = OpenStore(this->uri_);
+      if (!opened.ok()) {
+        errors[t] = opened.status();
+        return;
+      }
+      Store& mine = **opened;
+      for (int idle = 0; idle < 3;) {
+        auto c = mine.ClaimJob({"batch", "train"}, "w" + std::to_string(t), 2000, 600'000);
+        if (!c.ok()) {
+          errors[t] = c.status();
+          return;
+        }
+        if (!c->has_value()) {
+          ++idle;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          continue;
+        }
+        const JobInfo& j = **c;
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (++running[j.kind] > 1) overlap = true;
+          ++runs[j.id];
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        {
+          std::lock_guard<std::mutex> l(mu);
+          --running[j.kind];
+        }
+        if (Status f = mine.FinishJob(j.id, j.token, true, "", 3000); !f.ok()) {
+          errors[t] = f;
+          return;
+        }
+        idle = 0;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const Status& e : errors) EXPECT_TRUE(e.ok()) << e.ToString();
+  EXPECT_FALSE(overlap.load()) << "two jobs of one kind ran at once";
+  EXPECT_EQ(runs.size(), size_t{2 * kJobsPerKind});
+  for (const auto& [id, n] : runs) EXPECT_EQ(n, 1) << "job " << id << " claimed " << n << " times";
+  auto list = s.ListJobs(100);
+  ASSERT_TRUE(list.ok());
+  for (const JobInfo& j : *list) EXPECT_EQ(j.state, JobState::kSucceeded) << j.id;
+}
+
+TYPED_TEST(StoreContractTest, RepeatedDedupedEnqueuesQueueOneJob) {
+  // A scheduler that ticks again while its job still waits (store.h: on MongoDB, two dedupe
+  // calls racing within moments may both queue).
+  Store& s = *this->store_;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(s.EnqueueJob("batch", "{}", 1000 + i, true)->id);
+  for (int64_t id : ids) EXPECT_EQ(id, ids[0]);
+}
+
+TYPED_TEST(StoreContractTest, ReopenedStoreKeepsQueuedAndRunningJobs) {
+  const int64_t a = this->store_->EnqueueJob("train", "{}", 1000, false)->id;
+  const int64_t b = this->store_->EnqueueJob("train", "{}", 1001, false)->id;
+  auto c = this->store_->ClaimJob({"train"}, "w", 2000, 10'000);
+  ASSERT_TRUE(c.ok() && c->has_value());
+  this->store_.reset();
+  auto again = OpenStore(this->uri_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  Store& s = **again;
+  EXPECT_EQ(s.GetJob(a)->state, JobState::kRunning);
+  EXPECT_EQ(s.GetJob(b)->state, JobState::kQueued);
+  EXPECT_TRUE(s.FinishJob(a, (*c)->token, true, "ok", 3000).ok());
+  auto next = s.ClaimJob({"train"}, "w", 4000, 10'000);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->id, b);
+  EXPECT_GT(s.EnqueueJob("train", "{}", 5000, false)->id, b);
 }
 
 #ifndef DUET_STORE_TEST_MONGO
