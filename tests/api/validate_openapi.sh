@@ -3,10 +3,11 @@
 # openapi-spec-validator, installed from PyPI into a cached virtualenv
 # (${XDG_CACHE_HOME:-$HOME/.cache}/duet/venv-openapi; $DUET_OPENAPI_VENV overrides).
 #
-#   tests/api/validate_openapi.sh [FILE [BASE_URL [views|model]]]   default FILE: src/serve/openapi.json
+#   tests/api/validate_openapi.sh [FILE [BASE_URL [views|model|jobs]]]   default FILE: src/serve/openapi.json
 #
 # With BASE_URL (a running `duet serve`), the live responses are validated against the document
-# too (tests/api/validate_responses.py): the view routes (default), or the model routes.
+# too (tests/api/validate_responses.py): the view routes (default), the model routes, or the job
+# routes (with the admin token in $DUET_ADMIN_TOKEN).
 #
 # Exit 0 when valid, 1 when not (the validator says why), 2 when the validator cannot be
 # installed: an infrastructure failure, not a test result.

@@ -1,6 +1,6 @@
 """Validates live responses of a running `duet serve` against src/serve/openapi.json.
 
-    python validate_responses.py OPENAPI_JSON BASE_URL [views|model]
+    python validate_responses.py OPENAPI_JSON BASE_URL [views|model|jobs]
 
 Every JSON route of the group is requested (successes and errors): `views` needs a server with
 views, `model` one with a promoted model. Each response's status must be documented for its
@@ -9,6 +9,7 @@ openapi-schema-validator); request bodies sent must match the documented request
 document and the server from drifting apart.
 """
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -16,11 +17,13 @@ import urllib.request
 from openapi_schema_validator import OAS30Validator
 
 
-def fetch(base, path, body=None):
+def fetch(base, path, body=None, token=None):
     req = urllib.request.Request(base.rstrip('/') + path,
                                  data=None if body is None else json.dumps(body).encode())
     if body is not None:
         req.add_header('Content-Type', 'application/json')
+    if token:
+        req.add_header('Authorization', 'Bearer ' + token)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.headers['Content-Type'], r.read()
@@ -49,12 +52,26 @@ def model_cases():
     ]
 
 
+def job_cases():
+    # The admin routes, with the token from $DUET_ADMIN_TOKEN (the server's); a job id 1 exists
+    # once the POST has run.
+    return [
+        ('/v1/jobs', 'post', '/v1/jobs', {'kind': 'batch'}, 202),
+        ('/v1/jobs', 'post', '/v1/jobs', {'kind': 'nope'}, 422),
+        ('/v1/jobs', 'get', '/v1/jobs', None, 200),
+        ('/v1/jobs/{id}', 'get', '/v1/jobs/1', None, 200),
+        ('/v1/jobs/{id}', 'get', '/v1/jobs/999999', None, 404),
+    ]
+
+
 def main():
     spec_path, base = sys.argv[1], sys.argv[2]
     group = sys.argv[3] if len(sys.argv) > 3 else 'views'
     spec = json.load(open(spec_path))
     if group == 'model':
         return check(spec, spec_path, base, model_cases())
+    if group == 'jobs':
+        return check(spec, spec_path, base, job_cases(), os.environ.get('DUET_ADMIN_TOKEN'))
     status, _, body = fetch(base, '/v1/experiments')
     if status != 200:
         sys.exit(f'validate_responses: GET /v1/experiments answered {status}')
@@ -84,10 +101,10 @@ def main():
     check(spec, spec_path, base, [(t, 'get', p, None, w) for t, p, w in cases])
 
 
-def check(spec, spec_path, base, cases):
+def check(spec, spec_path, base, cases, token=None):
     failures = 0
     for template, method, path, request, want in cases:
-        status, ctype, body = fetch(base, path, request)
+        status, ctype, body = fetch(base, path, request, token)
         problems = []
         if status != want:
             problems.append(f'status {status}, expected {want}')

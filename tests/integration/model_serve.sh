@@ -8,6 +8,7 @@
 # - under load (wrk, 16 connections), promoting other versions twice (hot reload in every worker)
 #   and a SIGHUP (graceful restart of every worker) fail or drop no request: wrk reports no
 #   socket error and no non-2xx response;
+# - the job routes need the admin token (401 without), and answer as openapi.json documents;
 # - a worker killed with SIGKILL is replaced; SIGTERM stops master and workers (exit 0).
 set -euo pipefail
 duet=$1 src=$2 work=$3
@@ -39,6 +40,7 @@ first_half_of_master "$work/early"
 grep -q '"event":"stream.model_loaded","version":1' "$work/stream.log" ||
   { echo "FAILED: the speed layer did not load model version 1"; exit 1; }
 
+export DUET_ADMIN_TOKEN="test-token-$seed"
 "$duet" serve --store "$store" --listen 127.0.0.1:0 --workers 2 --model-refresh 200ms \
   >"$work/serve.out" 2>"$work/serve.log" &
 pid=$!
@@ -124,6 +126,13 @@ print(f"predict API: {len(objs)} singles equal one batch, {len(errors) + 2} erro
 PY
 
 bash "$src/tests/api/validate_openapi.sh" "$src/src/serve/openapi.json" "$url" model
+# The admin routes: refused without the token (401), documented responses with it.
+code=$(curl -s -o "$work/noauth.json" -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
+  "${url}v1/jobs" -d '{"kind":"batch"}')
+[ "$code" = 401 ] || { echo "FAILED: POST /v1/jobs without a token answered $code"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "${url}v1/jobs")
+[ "$code" = 401 ] || { echo "FAILED: GET /v1/jobs with a wrong token answered $code"; exit 1; }
+bash "$src/tests/api/validate_openapi.sh" "$src/src/serve/openapi.json" "$url" jobs
 
 # Waits until `want` consecutive /v1/models answers (from any worker) serve version $1.
 served_everywhere() {
