@@ -1575,7 +1575,12 @@ int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
     last_model_error = s.ok() ? std::string() : s.ToString();
     const int64_t after = models.health().served_version;
     if (after != before) {
-      Log(LogLevel::kInfo, "serve.model_loaded", {{"version", after}, {"previous", before}});
+      const auto m = models.Current();
+      Log(LogLevel::kInfo, "serve.model_loaded",
+          {{"version", after},
+           {"previous", before},
+           {"evaluator", m != nullptr && m->native != nullptr ? "native" : "xgboost"},
+           {"native_error", m != nullptr ? m->native_error : std::string()}});
     }
   };
   // A store that is not ready yet: served once it is (/readyz says so).

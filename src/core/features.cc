@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 
 namespace duet::core {
 
@@ -93,11 +94,16 @@ ReferrerClass ClassifyReferrer(std::string_view r) {
   }
   const size_t end = rest.find_first_of("/?#:");
   rest = rest.substr(0, end);
-  // The host, lower-cased, in a fixed buffer (hosts longer than this are "other").
+  // The host, lower-cased: in a stack buffer, or (rarely) on the heap when longer.
   char buf[256];
-  if (rest.size() > sizeof(buf)) return ReferrerClass::kOther;
-  for (size_t i = 0; i < rest.size(); ++i) buf[i] = Lower(rest[i]);
-  std::string_view host(buf, rest.size());
+  std::string long_host;
+  char* lowered = buf;
+  if (rest.size() > sizeof(buf)) {
+    long_host.resize(rest.size());
+    lowered = long_host.data();
+  }
+  for (size_t i = 0; i < rest.size(); ++i) lowered[i] = Lower(rest[i]);
+  std::string_view host(lowered, rest.size());
   if (host.starts_with("www.")) {
     host.remove_prefix(4);
   } else if (host.starts_with("m.")) {

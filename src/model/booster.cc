@@ -106,6 +106,12 @@ Result<std::unique_ptr<Booster>> Booster::Load(std::string_view bytes, size_t fe
     return Status::InvalidArgument("the model was trained on " + std::to_string(n) +
                                    " features; expected " + std::to_string(features));
   }
+  // A loaded model serves requests: one thread per prediction (the caller's). XGBoost's default
+  // (every core) enters an OpenMP parallel region per call, which costs far more than a few
+  // rows' trees.
+  if (XGBoosterSetParam(b, "nthread", "1") != 0) {
+    return Failed(StatusCode::kInvalidArgument, "XGBoosterSetParam(nthread)");
+  }
   return booster;
 }
 
@@ -116,6 +122,15 @@ Result<std::string> Booster::Save() const {
     return Failed(StatusCode::kInvalidArgument, "XGBoosterSaveModelToBuffer");
   }
   return std::string(buf, len);  // the buffer is XGBoost's (per thread): copied at once
+}
+
+Result<std::string> Booster::SaveJson() const {
+  bst_ulong len = 0;
+  const char* buf = nullptr;
+  if (XGBoosterSaveModelToBuffer(handle_, R"({"format": "json"})", &len, &buf) != 0) {
+    return Failed(StatusCode::kInvalidArgument, "XGBoosterSaveModelToBuffer(json)");
+  }
+  return std::string(buf, len);
 }
 
 Status Booster::Predict(std::span<const float> x, std::vector<float>* out) const {

@@ -51,10 +51,13 @@ class Booster {
   // other than 0/1) or options out of range.
   static Result<std::unique_ptr<Booster>> Train(const Dataset& data, const TrainOptions& options);
   // Corruption when `bytes` is not a model XGBoost can load; InvalidArgument when it was not
-  // trained on `features` columns.
+  // trained on `features` columns. A loaded booster predicts on the calling thread only
+  // (nthread 1): it serves requests, many at once.
   static Result<std::unique_ptr<Booster>> Load(std::string_view bytes, size_t features);
 
   Result<std::string> Save() const;
+  // The model as XGBoost's JSON document (what Forest reads).
+  Result<std::string> SaveJson() const;
 
   // Probabilities of the positive class, one per row of `x` (rows × features(), row-major).
   Status Predict(std::span<const float> x, std::vector<float>* out) const;

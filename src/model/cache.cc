@@ -31,7 +31,7 @@ Status ModelCache::Refresh() {
       // One prediction before any request sees it: a model that loads but cannot predict on its
       // own columns is refused here, not on the request path.
       std::vector<float> row((*m)->encoder.size(), NAN), out;
-      check = (*m)->booster->Predict(row, &out);
+      check = (*m)->Predict(row, &out);
     }
     if (!check.ok()) {
       if (on_load_) on_load_(false, served);

@@ -121,6 +121,11 @@ Result<std::shared_ptr<const LoadedModel>> LoadModel(store::Store* store, int64_
   }
   auto m = std::make_shared<LoadedModel>(
       LoadedModel{std::move(stored->info), std::move(*encoder), std::move(*booster)});
+  if (auto forest = Forest::FromBooster(*m->booster); forest.ok()) {
+    m->native = std::make_unique<Forest>(std::move(*forest));
+  } else {
+    m->native_error = forest.status().message();
+  }
   return std::shared_ptr<const LoadedModel>(std::move(m));
 }
 
@@ -140,7 +145,7 @@ Result<TrainOutcome> TrainAndRegister(const TrainingSet& set, const TrainOptions
     auto previous = LoadModel(store, *current);
     if (!previous.ok()) return previous.status();
     const Dataset d = Encode((*previous)->encoder, set.holdout_rows);
-    DUET_RETURN_IF_ERROR((*previous)->booster->Predict(d.x, &predicted));
+    DUET_RETURN_IF_ERROR((*previous)->Predict(d.x, &predicted));
     out.previous_on_holdout = Evaluate(predicted, d.y);
   }
   auto bytes = (*booster)->Save();

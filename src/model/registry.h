@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "model/booster.h"
 #include "model/encoder.h"
 #include "model/evaluate.h"
+#include "model/forest.h"
 #include "model/training.h"
 #include "store/store.h"
 #include "util/result.h"
@@ -52,6 +54,22 @@ struct LoadedModel {
   store::ModelInfo info;
   FeatureEncoder encoder;
   std::unique_ptr<Booster> booster;
+  // The same trees evaluated natively (bit for bit XGBoost's probabilities, without its per-call
+  // overhead), when Forest::FromBooster supports the model; else why not (native_error).
+  std::unique_ptr<Forest> native;
+  std::string native_error;
+
+  // Probabilities, one per row: the native forest when there is one, else XGBoost.
+  Status Predict(std::span<const float> x, std::vector<float>* out) const {
+    if (native != nullptr) {
+      if (x.size() % native->features() != 0) {
+        return Status::InvalidArgument("feature values are not whole rows");
+      }
+      native->Predict(x, out);
+      return Status::Ok();
+    }
+    return booster->Predict(x, out);
+  }
 };
 
 // Reads a version from the store, checks its metadata and loads the booster (Corruption when

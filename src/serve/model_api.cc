@@ -112,7 +112,7 @@ HttpResponse ModelApi::Predict(const HttpRequest& req) const {
   } else if (Status s = m->encoder.EncodeJson(doc, rows.data()); !s.ok()) {
     return Problem(422, s.message());
   }
-  if (Status s = m->booster->Predict(rows, &out); !s.ok()) {
+  if (Status s = m->Predict(rows, &out); !s.ok()) {
     return Problem(500, "prediction failed: " + s.message());
   }
   if (probe_ != nullptr) probe_->Predicted(static_cast<int64_t>(n));

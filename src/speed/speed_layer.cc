@@ -479,7 +479,7 @@ class SpeedLayer::Impl {
     live->max_model_version = m.info.version;
     live->as_of_ms = max_ts_ == INT64_MIN ? 0 : max_ts_;
     if (score_keys_.empty()) return Status::Ok();
-    DUET_RETURN_IF_ERROR(m.booster->Predict(score_rows_, &score_out_));
+    DUET_RETURN_IF_ERROR(m.Predict(score_rows_, &score_out_));
     std::map<std::pair<std::string, std::string>, core::LiveRow> rows;
     auto add = [&rows](const std::string& x, const std::string& v, double p) {
       core::LiveRow& row = rows[{x, v}];

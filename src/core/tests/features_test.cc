@@ -32,7 +32,7 @@ TEST(Classify, Devices) {
 
 TEST(Classify, Referrers) {
   struct Case {
-    const char* url;
+    std::string url;
     ReferrerClass want;
   };
   const Case cases[] = {
@@ -54,6 +54,8 @@ TEST(Classify, Referrers) {
       {"https://partner-blog.example.org/reviews", ReferrerClass::kOther},
       {"android-app://com.google.android.gm", ReferrerClass::kOther},
       {"google.com", ReferrerClass::kSearch},
+      {"https://" + std::string(300, 'b') + ".google.com/search", ReferrerClass::kSearch},
+      {"https://" + std::string(300, 'b') + ".example.com/", ReferrerClass::kOther},
   };
   for (const Case& c : cases) EXPECT_EQ(ClassifyReferrer(c.url), c.want) << c.url;
 }

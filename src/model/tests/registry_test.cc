@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "batch/batch.h"
-#include "model/cache.h"
 #include "gen/generator.h"
+#include "model/cache.h"
+#include "model/forest.h"
 #include "model/training.h"
 
 namespace duet::model {
@@ -145,6 +147,38 @@ TEST_F(RegistryTest, TrainRegisterPromoteAndLoad) {
   ASSERT_TRUE(cols.ok());
   EXPECT_EQ(*cols, set->encoder.columns());
   EXPECT_EQ(LoadModel(store_.get(), 9).status().code(), StatusCode::kNotFound);
+}
+
+// The native evaluation gives XGBoost's probabilities bit for bit on every real example.
+TEST_F(RegistryTest, ForestEqualsXgboostOnEveryExample) {
+  ExampleCollector c(2, core::kDefaultSessionGapMs);
+  auto set = BuildTrainingSet(Rows(&c, 2), 0.2);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  for (const int depth : {2, 4, 6}) {
+    TrainOptions o;
+    o.rounds = 60;
+    o.max_depth = depth;
+    auto trained = Booster::Train(set->train, o);
+    ASSERT_TRUE(trained.ok());
+    auto bytes = (*trained)->Save();
+    auto loaded = Booster::Load(*bytes, set->encoder.size());
+    ASSERT_TRUE(loaded.ok());
+    auto forest = Forest::FromBooster(**loaded);
+    ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+    EXPECT_EQ(forest->trees(), 60U);
+    EXPECT_GT(forest->checked_rows(), 0U);
+    for (const Dataset* d : {&set->train, &set->holdout}) {
+      std::vector<float> want, got;
+      ASSERT_TRUE((*loaded)->Predict(d->x, &want).ok());
+      forest->Predict(d->x, &got);
+      ASSERT_EQ(got.size(), want.size());
+      size_t differ = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        differ += std::memcmp(&got[i], &want[i], sizeof(float)) != 0 ? 1 : 0;
+      }
+      EXPECT_EQ(differ, 0U) << "depth " << depth << ": " << differ << " of " << got.size();
+    }
+  }
 }
 
 TEST(TrainingSetTest, RefusesWhatCannotBeSplitOrLearned) {
