@@ -32,6 +32,8 @@ if [ "${DUET_NGINX_IN_NETNS:-}" != 1 ]; then
   noisy_dataset_with_reference 40000 4 20000
   "$duet" stream --source "$work/master" --store "sqlite:$work/serve.sqlite" --drain \
     2>/dev/null >/dev/null
+  "$duet" train --input "$work/master" --store "sqlite:$work/serve.sqlite" --rounds 20 \
+    2>"$work/train.log" >/dev/null || { echo "FAILED: duet train"; tail -3 "$work/train.log"; exit 1; }
   # The script again, as PID 1 of the new PID namespace: when it exits, the kernel kills every
   # process left in the namespace; when unshare is killed (CTest's timeout), --kill-child kills
   # the script and so the namespace.
@@ -195,7 +197,7 @@ check(s == 200, 'duet itself must still serve /metrics')
 # The model API reaches duet: the answer through nginx is duet's own (same status and body as
 # asked directly, problem+json; nginx's own 403/413/502/504 pages are HTML), whatever duet answers
 # (404 before the route exists, 405 for GET, 400/415/422 for a body it refuses, 503 while no
-# model is promoted). No 200 is asked for: the test has no model.
+# model is promoted); a valid feature object gets the same 200 both ways.
 json_ct = {'Content-Type': 'application/json'}
 big = json.dumps({'instances': 'x' * (1024 * 1024 - 4096)}).encode()  # under 1 MiB: passes
 assert len(big) < 1024 * 1024
@@ -208,6 +210,12 @@ for what, method, p, headers, body in [
     check(s2 == s1 and b2 == b1 and h2.get('content-type') == 'application/problem+json',
           f'{method} /v1/predict ({what}) through nginx: {s2} {h2.get("content-type")} {b2[:200]!r}; '
           f'duet directly: {s1} {b1[:200]!r}')
+good = json.dumps({'beacons': 3, 'pageviews': 2, 'hour_of_day': 12, 'day_of_week': 2,
+                   'device': 'mobile'}).encode()
+s1, h1, b1 = request(8080, '/v1/predict', json_ct, method='POST', body=good)
+s2, h2, b2 = request(80, '/v1/predict', json_ct, method='POST', body=good)
+check(s1 == 200 and s2 == 200 and b2 == b1 and h2.get('content-type') == 'application/json',
+      f'POST /v1/predict (valid) through nginx: {s2} {b2[:200]!r}; duet directly: {s1} {b1[:200]!r}')
 s1, h1, b1 = request(8080, '/v1/models')
 s2, h2, b2 = request(80, '/v1/models', {'Accept-Encoding': 'gzip'})
 check(s2 == s1 and b2 == b1 and h2.get('content-type', '').startswith('application/'),
@@ -223,7 +231,7 @@ for _ in range(200):
 if failures:
     sys.exit(f'FAILED: {failures} mismatches')
 print(f'nginx: {len(paths)} routes equal through the proxy; gzip, 413, 403 for /metrics and admin '
-      f'routes ({len(refused)} spellings x 4 methods), predict and models reaching duet, '
+      f'routes ({len(refused)} spellings x 4 methods), predict (a 200 among them) and models reaching duet, '
       f'problem+json errors checked')
 EOF
 
