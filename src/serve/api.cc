@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -684,6 +685,14 @@ struct ServeProbe::Impl {
           .Name("duet_bad_rows")
           .Help("Bad rows in the served views' input accounting, by reason")
           .Register(*registry);
+  // The request metrics of each route and status, found once: Family::Add builds and hashes a
+  // label map on every call, which would cost more than a prediction.
+  struct RouteMetrics {
+    prometheus::Histogram* latency = nullptr;
+    std::map<int, prometheus::Counter*> requests;
+  };
+  std::mutex routes_mu;
+  std::map<std::string, RouteMetrics, std::less<>> routes;
   prometheus::Counter& predictions = prometheus::BuildCounter()
                                          .Name("duet_model_predictions_total")
                                          .Help("Rows scored by POST /v1/predict")
@@ -717,9 +726,24 @@ void ServeProbe::ModelLoaded(bool ok, int64_t version) {
 void ServeProbe::Request(std::string_view route, int status, double seconds) {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5};
-  const std::string r(route);
-  impl_->requests.Add({{"route", r}, {"code", std::to_string(status)}}).Increment();
-  impl_->latency.Add({{"route", r}}, kBuckets).Observe(seconds);
+  prometheus::Counter* counter = nullptr;
+  prometheus::Histogram* latency = nullptr;
+  {
+    std::lock_guard<std::mutex> l(impl_->routes_mu);
+    auto it = impl_->routes.find(route);
+    if (it == impl_->routes.end()) {
+      it = impl_->routes.emplace(std::string(route), Impl::RouteMetrics{}).first;
+      it->second.latency = &impl_->latency.Add({{"route", it->first}}, kBuckets);
+    }
+    latency = it->second.latency;
+    prometheus::Counter*& c = it->second.requests[status];
+    if (c == nullptr) {
+      c = &impl_->requests.Add({{"route", it->first}, {"code", std::to_string(status)}});
+    }
+    counter = c;
+  }
+  counter->Increment();
+  latency->Observe(seconds);
 }
 
 void ServeProbe::Refreshed(bool ok, const Snapshot* s, int64_t now_ms) {
@@ -876,11 +900,12 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
   }
   if (which == R::kNone) {
     *route = "other";
-    return Problem(404, "no route " + path +
-                            "; see /openapi.json (routes: /v1/experiments, "
-                            "/v1/experiments/{id}/report, /v1/experiments/{id}/timeseries, "
-                            "/v1/uniques, /v1/status, /v1/predict, /v1/models, /v1/jobs, /healthz, /readyz, "
-                            "/metrics, /)");
+    return Problem(
+        404, "no route " + path +
+                 "; see /openapi.json (routes: /v1/experiments, "
+                 "/v1/experiments/{id}/report, /v1/experiments/{id}/timeseries, "
+                 "/v1/uniques, /v1/status, /v1/predict, /v1/models, /v1/jobs, /healthz, /readyz, "
+                 "/metrics, /)");
   }
   if (auto bad = method_ok()) return *bad;
   std::optional<HttpResponse> bad;
