@@ -1464,10 +1464,12 @@ int CmdDemo(const std::vector<std::string>& args) {
       "  merged report    %s report --store %s --layer merged\n"
       "  speed / batch    %s report --store %s --layer speed|batch\n"
       "  bad rows         %s bad-rows --store %s\n"
+      "  models           %s models list --store %s\n"
+      "  jobs             %s jobs list --store %s\n"
       "  dashboard        %s serve --store %s   (then http://127.0.0.1:8080/)\n",
       master.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
-      store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(),
-      store_uri.c_str());
+      store_uri.c_str(), g_program.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str(),
+      g_program.c_str(), store_uri.c_str(), g_program.c_str(), store_uri.c_str());
   return kExitOk;
 }
 

@@ -160,6 +160,12 @@ Result<TrainOutcome> TrainAndRegister(const TrainingSet& set, const TrainOptions
     out.decision = "registered without promotion (--no-promote)";
     return out;
   }
+  // Without a current version, the bar is chance: an AUC of 0.5 is what a constant scores.
+  if (!out.previous_on_holdout && !(out.holdout.auc > 0.5) && !r.force) {
+    out.decision = "not promoted: its holdout AUC " + auc +
+                   " is no better than chance (0.5) (use --force to promote anyway)";
+    return out;
+  }
   if (worse && !r.force) {
     out.decision = "not promoted: its holdout AUC " + auc + " is below the current version " +
                    std::to_string(out.previous_version) + "'s " +

@@ -128,6 +128,10 @@ function expectReport(exp, report) {
       numbers[`pvalue-${v.variant}-${m}`] = t.p_value;
     }
   }
+  // Live scoring (only when a model scored): the expected conversions of each variant.
+  for (const v of (report.live && report.live.variants) || []) {
+    numbers[`live-${v.variant}`] = v.expected_conversions;
+  }
   return { numbers, report };
 }
 

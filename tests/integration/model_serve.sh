@@ -3,7 +3,8 @@
 # registry, `duet serve --workers 2` (prefork master + 2 workers) answering /v1/predict and
 # /v1/models. Checks:
 # - the first model is promoted, a version registered with --no-promote is not;
-# - the speed layer scores the sessions in progress with it; the report shows them (live);
+# - the speed layer scores the sessions in progress with it; the report and the dashboard show
+#   them (live);
 # - single and batch predictions agree and name the model version; bad payloads get precise 422s;
 # - under load (wrk, 16 connections), promoting other versions twice (hot reload in every worker)
 #   and a SIGHUP (graceful restart of every worker) fail or drop no request: wrk reports no
@@ -14,7 +15,9 @@ set -euo pipefail
 duet=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 source "$src/tests/integration/lib.sh"
-require_tools curl python3 wrk
+require_tools curl python3 wrk node /usr/bin/chromium
+[ -f "$src/web/node_modules/playwright-core/package.json" ] || {
+  echo "FAILED: web/node_modules is missing: run scripts/web-deps.sh (make deps does)"; exit 1; }
 seed=${DUET_TEST_SEED:-$RANDOM}
 echo "model serve test, seed $seed"
 "$duet" generate --out "$work/master" --beacons 300000 --seed "$seed" >/dev/null 2>&1
@@ -126,6 +129,8 @@ print(f"predict API: {len(objs)} singles equal one batch, {len(errors) + 2} erro
 PY
 
 bash "$src/tests/api/validate_openapi.sh" "$src/src/serve/openapi.json" "$url" model
+# The dashboard shows the live scores next to the observed conversions (headless Chromium).
+node "$src/tests/browser/dashboard.mjs" "$url" "$work/screenshots"
 # The admin routes: refused without the token (401), documented responses with it.
 code=$(curl -s -o "$work/noauth.json" -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
   "${url}v1/jobs" -d '{"kind":"batch"}')

@@ -32,7 +32,7 @@ if [ "${DUET_NGINX_IN_NETNS:-}" != 1 ]; then
   noisy_dataset_with_reference 40000 4 20000
   "$duet" stream --source "$work/master" --store "sqlite:$work/serve.sqlite" --drain \
     2>/dev/null >/dev/null
-  "$duet" train --input "$work/master" --store "sqlite:$work/serve.sqlite" --rounds 20 \
+  "$duet" train --input "$work/master" --store "sqlite:$work/serve.sqlite" --rounds 20 --force \
     2>"$work/train.log" >/dev/null || { echo "FAILED: duet train"; tail -3 "$work/train.log"; exit 1; }
   # The script again, as PID 1 of the new PID namespace: when it exits, the kernel kills every
   # process left in the namespace; when unshare is killed (CTest's timeout), --kill-child kills

@@ -149,6 +149,24 @@ TEST_F(RegistryTest, TrainRegisterPromoteAndLoad) {
   EXPECT_EQ(LoadModel(store_.get(), 9).status().code(), StatusCode::kNotFound);
 }
 
+// Without a current version the bar is chance: a model that ranks worse than a coin is
+// registered, not promoted.
+TEST_F(RegistryTest, FirstModelNoBetterThanChanceIsNotPromoted) {
+  ExampleCollector c(2, core::kDefaultSessionGapMs);
+  auto set = BuildTrainingSet(Rows(&c, 2), 0.2);
+  ASSERT_TRUE(set.ok());
+  TrainingSet inverted = *set;
+  for (float& y : inverted.train.y) y = 1 - y;
+  TrainOptions o;
+  o.rounds = 20;
+  auto out = TrainAndRegister(inverted, o, RegisterOptions{}, store_.get());
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_LT(out->holdout.auc, 0.5);
+  EXPECT_FALSE(out->promoted);
+  EXPECT_NE(out->decision.find("no better than chance"), std::string::npos) << out->decision;
+  EXPECT_EQ(*store_->CurrentModel(), 0);
+}
+
 // The native evaluation gives XGBoost's probabilities bit for bit on every real example.
 TEST_F(RegistryTest, ForestEqualsXgboostOnEveryExample) {
   ExampleCollector c(2, core::kDefaultSessionGapMs);
