@@ -1338,67 +1338,89 @@ int CmdDemo(const std::vector<std::string>& args) {
     if (st->lines > 0) last_batch = *st;
   });
 
-  std::atomic<int> batch_runs{0};
-  core::Views batch_views;
-  std::string model_line = "model: trained after the first batch run";
+  // What the job handlers share with the status line, owned jointly: a handler that outlives
+  // the runner's stop (Runner::Stop detaches one that ignores cancellation) still finds it.
+  struct DemoJobs {
+    std::string master;
+    std::string store_uri;
+    std::unique_ptr<store::Store> store;
+    std::mutex mu;
+    int batch_runs = 0;
+    int64_t batch_max_ts = 0;
+    std::string model_line = "model: trained after the first batch run";
+  };
+  auto demo_jobs = std::make_shared<DemoJobs>();
+  demo_jobs->master = master;
+  demo_jobs->store_uri = store_uri;
   // The batch layer's schedule and the model's training run as jobs (docs/jobs.md), the same
   // mechanism `duet jobs worker` uses when deployed: a Scheduler queues a batch job every
   // --batch-every, a Runner claims and runs them on its own threads.
   auto job_store = store::OpenStore(store_uri);
   if (!job_store.ok()) return Fail("demo", job_store.status());
+  demo_jobs->store = std::move(*job_store);
   std::map<std::string, jobs::JobHandler> handlers;
-  handlers["batch"] = [&](const store::JobInfo&, jobs::LogSink& log) -> Status {
-    auto r = RunBatchIntoStore(master, store_uri, 1, core::kDefaultSessionGapMs);
+  handlers["batch"] = [d = demo_jobs](const store::JobInfo&, jobs::LogSink& log) -> Status {
+    auto r = RunBatchIntoStore(d->master, d->store_uri, 1, core::kDefaultSessionGapMs);
     if (!r.ok()) return r.status();
     log.Line("batch: " + std::to_string(r->views.input.lines) + " lines");
     int runs = 0;
     {
-      std::lock_guard<std::mutex> l(views_mu);
-      batch_views = std::move(r->views);
-      runs = batch_runs.fetch_add(1) + 1;
+      std::lock_guard<std::mutex> l(d->mu);
+      d->batch_max_ts = r->views.max_ts;
+      runs = ++d->batch_runs;
     }
     // The model: trained after every batch run until one is promoted (the first runs may have
     // too little data), then every 5 runs (kept only if it does as well on the newer holdout).
-    auto current = (*job_store)->CurrentModel();
+    auto current = d->store->CurrentModel();
     if (!current.ok()) return current.status();
     if (*current == 0 || runs % 5 == 0) {
-      auto queued = (*job_store)->EnqueueJob("train", "{}", NowMs(), true);
+      auto queued = d->store->EnqueueJob("train", "{}", NowMs(), true);
       if (!queued.ok()) return queued.status();
     }
     return Status::Ok();
   };
-  handlers["train"] = [&](const store::JobInfo&, jobs::LogSink& log) -> Status {
-    auto store = store::OpenStore(store_uri);
+  handlers["train"] = [d = demo_jobs](const store::JobInfo&, jobs::LogSink& log) -> Status {
+    auto store = store::OpenStore(d->store_uri);
     if (!store.ok()) return store.status();
     model::TrainOptions to;
     to.threads = 1;
     model::RegisterOptions ro;
-    ro.input = master;
+    ro.input = d->master;
     ro.session_gap_ms = core::kDefaultSessionGapMs;
     ro.now_ms = NowMs();
-    auto t =
-        TrainFromInput(master, store->get(), 1, core::kDefaultSessionGapMs, 0.2, to, ro, nullptr);
-    std::lock_guard<std::mutex> l(views_mu);
+    auto t = TrainFromInput(d->master, store->get(), 1, core::kDefaultSessionGapMs, 0.2, to, ro,
+                            nullptr);
+    std::lock_guard<std::mutex> l(d->mu);
     if (!t.ok()) {
-      model_line = "model: not trained (" + t.status().message() + ")";
+      d->model_line = "model: not trained (" + t.status().message() + ")";
       return t.status();
     }
-    model_line = "model v" + std::to_string(t->outcome.info.version) + ": " + t->outcome.decision;
-    log.Line(model_line);
+    d->model_line =
+        "model v" + std::to_string(t->outcome.info.version) + ": " + t->outcome.decision;
+    log.Line(d->model_line);
     return Status::Ok();
   };
   jobs::RunnerOptions ro;
   ro.worker = "demo";
   ro.poll_ms = 500;
   ro.max_parallel = 2;
-  jobs::Runner runner(job_store->get(), handlers, ro);
+  jobs::Runner runner(demo_jobs->store.get(), handlers, ro);
   runner.Start();
   jobs::ScheduleOptions so;
   so.kind = "batch";
   so.interval_ms = *batch_every;
-  jobs::Scheduler scheduler(job_store->get(), so);
+  jobs::Scheduler scheduler(demo_jobs->store.get(), so);
 
   auto status_line = [&] {
+    int batch_runs = 0;
+    int64_t batch_max_ts = 0;
+    std::string model_line;
+    {
+      std::lock_guard<std::mutex> l(demo_jobs->mu);
+      batch_runs = demo_jobs->batch_runs;
+      batch_max_ts = demo_jobs->batch_max_ts;
+      model_line = demo_jobs->model_line;
+    }
     std::lock_guard<std::mutex> l(views_mu);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
@@ -1406,8 +1428,8 @@ int CmdDemo(const std::vector<std::string>& args) {
                 " lines, watermark %s | batch: %d runs, up to %s\n",
                 secs, TimeOfDay(sim_now()).c_str(), generated.load(),
                 generator_done.load() ? " (done)" : "", last_batch.epoch, speed_views.input.lines,
-                TimeOfDay(last_batch.watermark_ms).c_str(), batch_runs.load(),
-                TimeOfDay(batch_views.max_ts).c_str());
+                TimeOfDay(last_batch.watermark_ms).c_str(), batch_runs,
+                TimeOfDay(batch_max_ts).c_str());
     std::printf("         checkout_button (speed): %s\n",
                 ConversionLine(speed_views, "checkout_button").c_str());
     std::printf("         %s%s\n", model_line.c_str(), LiveLine(speed_views).c_str());
@@ -1699,7 +1721,8 @@ int ServeMaster(const ServeSetup& setup, int workers) {
   sigprocmask(SIG_BLOCK, &set, nullptr);
   const pid_t master = ::getpid();
   std::vector<Worker> live;  // every worker process not reaped yet
-  int generation = 1;
+  int generation = 1;        // the generation serving
+  int last_generation = 1;   // never reused: workers of a failed reload are never "current"
 
   // Forks the worker of `slot`; returns its pid and the read end of its readiness pipe.
   auto spawn = [&](int slot, int gen, int* ready_read) -> pid_t {
@@ -1712,9 +1735,10 @@ int ServeMaster(const ServeSetup& setup, int workers) {
       ::close(p[0]);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != master) _exit(kExitFailure);
-      sigprocmask(SIG_UNBLOCK, &set, nullptr);
+      // Ignored before the mask is lifted: a pending SIGHUP must not kill a fresh worker.
       std::signal(SIGHUP, SIG_IGN);
       std::signal(SIGPIPE, SIG_IGN);  // a respawned worker's readiness pipe has no reader
+      sigprocmask(SIG_UNBLOCK, &set, nullptr);
       for (int i = 0; i < static_cast<int>(fds.size()); ++i) {
         if (i != slot) ::close(fds[static_cast<size_t>(i)]);
       }
@@ -1791,7 +1815,12 @@ int ServeMaster(const ServeSetup& setup, int workers) {
 
   bool stopping = false;
   int exit_code = kExitOk;
-  std::vector<std::pair<int, std::chrono::steady_clock::time_point>> respawn;  // slot, when
+  struct Respawn {
+    int slot;
+    int generation;  // skipped when another generation took over meanwhile
+    std::chrono::steady_clock::time_point when;
+  };
+  std::vector<Respawn> respawn;
   auto reap = [&] {
     int status = 0;
     pid_t pid;
@@ -1811,9 +1840,9 @@ int ServeMaster(const ServeSetup& setup, int workers) {
       if (!stopping && w.generation == generation) {
         // A worker of the current generation died: start another, not in a tight loop.
         const bool quick = std::chrono::steady_clock::now() - w.started < std::chrono::seconds(5);
-        respawn.emplace_back(w.slot,
-                             std::chrono::steady_clock::now() +
-                                 (quick ? std::chrono::seconds(1) : std::chrono::seconds(0)));
+        respawn.push_back({w.slot, w.generation,
+                           std::chrono::steady_clock::now() +
+                               (quick ? std::chrono::seconds(1) : std::chrono::seconds(0))});
       }
     }
   };
@@ -1841,7 +1870,7 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     if (sig == SIGHUP) {
       // Graceful restart: a new generation first, the old one stops once the new one is ready.
       const int old = generation;
-      ++generation;
+      generation = ++last_generation;
       Log(LogLevel::kInfo, "serve.reload", {{"generation", generation}});
       std::vector<int> ready_pipes;
       for (int slot = 0; slot < workers; ++slot) {
@@ -1862,12 +1891,16 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     }
     const auto now = std::chrono::steady_clock::now();
     for (auto it = respawn.begin(); it != respawn.end();) {
-      if (it->second > now) {
+      if (it->generation != generation) {  // a reload replaced that slot's worker meanwhile
+        it = respawn.erase(it);
+        continue;
+      }
+      if (it->when > now) {
         ++it;
         continue;
       }
       int r = -1;
-      if (spawn(it->first, generation, &r) > 0) ::close(r);
+      if (spawn(it->slot, generation, &r) > 0) ::close(r);
       it = respawn.erase(it);
     }
   }

@@ -44,8 +44,9 @@ struct TrainOutcome {
 
 // Trains on set.train, evaluates on set.holdout, compares with the current version on the same
 // holdout, registers the new version and promotes it unless it is worse (lower holdout AUC than
-// the current version, or no better than chance when there is none) and not forced. Promotion is a compare-and-set: Aborted if another version was promoted while
-// this one trained (the new version stays registered).
+// the current version, or no better than chance when there is none) and not forced. Promotion is a
+// compare-and-set: Aborted if another version was promoted while this one trained (the new version
+// stays registered).
 Result<TrainOutcome> TrainAndRegister(const TrainingSet& set, const TrainOptions& options,
                                       const RegisterOptions& register_options, store::Store* store);
 
