@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/common.h"
 #include "jobs/job_kinds.h"
 #include "jobs/runner.h"
 #include "jobs/subprocess.h"
@@ -27,10 +28,6 @@
 namespace duet {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
 const char* const kUsage =
     "usage: duet jobs worker|submit|list|show [options]   (duet jobs ACTION --help)\n"
     "  worker   run queued jobs (train, batch) as child processes, and queue a batch run\n"
@@ -38,29 +35,6 @@ const char* const kUsage =
     "  submit   queue a job: --kind train|batch [--params '{\"rounds\":50,\"force\":true}']\n"
     "  list     the newest jobs\n"
     "  show     one job with its log: --id N\n";
-
-// As in main.cc: an error for a person and a structured log line; returns the exit code.
-int Fail(std::string_view command, const Status& s) {
-  Log(LogLevel::kError, std::string(command) + ".failed", {{"error", s.ToString()}});
-  std::fprintf(stderr, "duet %.*s: %s\n", static_cast<int>(command.size()), command.data(),
-               s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
-}
-
-// Parses args into cfg, handling --help. Returns -1 to continue, or an exit code.
-int ParseOrHelp(const std::string& command, const std::string& summary, Config* cfg,
-                const std::vector<std::string>& args) {
-  for (const auto& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: duet %s [options]\n%s\n\noptions:\n%s", command.c_str(), summary.c_str(),
-                  cfg->Help().c_str());
-      return kExitOk;
-    }
-  }
-  const Status s = cfg->Parse(args);
-  if (!s.ok()) return Fail(command, s);
-  return -1;
-}
 
 std::atomic<bool> g_stop{false};
 extern "C" void OnJobsStopSignal(int) { g_stop.store(true); }

@@ -34,6 +34,7 @@
 #include "archive/archiver.h"
 #include "batch/batch.h"
 #include "beacon/beacon.h"
+#include "cli/common.h"
 #include "cli/jobs_cli.h"
 #include "collect/collector.h"
 #include "gen/generator.h"
@@ -62,9 +63,6 @@
 namespace duet {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 constexpr const char* kVersion = "0.1.0";
 // How this binary was invoked, for commands printed to copy and paste.
 std::string g_program = "duet";
@@ -78,29 +76,6 @@ int64_t NowMs() {
 int DefaultThreads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 2 : static_cast<int>(n);
-}
-
-// Prints an error for a person and a structured log line; returns the exit code.
-int Fail(std::string_view command, const Status& s) {
-  Log(LogLevel::kError, std::string(command) + ".failed", {{"error", s.ToString()}});
-  std::fprintf(stderr, "duet %.*s: %s\n", static_cast<int>(command.size()), command.data(),
-               s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
-}
-
-// Parses args into cfg, handling --help. Returns -1 to continue, or an exit code.
-int ParseOrHelp(const std::string& command, const std::string& summary, Config* cfg,
-                const std::vector<std::string>& args) {
-  for (const auto& a : args) {
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: duet %s [options]\n%s\n\noptions:\n%s", command.c_str(), summary.c_str(),
-                  cfg->Help().c_str());
-      return kExitOk;
-    }
-  }
-  const Status s = cfg->Parse(args);
-  if (!s.ok()) return Fail(command, s);
-  return -1;
 }
 
 // ---------------------------------------------------------------- generate
