@@ -6,10 +6,10 @@
 #include <array>
 #include <cstring>
 #include <iterator>
-#include <map>
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -480,23 +480,27 @@ class SpeedLayer::Impl {
     live->as_of_ms = max_ts_ == INT64_MIN ? 0 : max_ts_;
     if (score_keys_.empty()) return Status::Ok();
     DUET_RETURN_IF_ERROR(m.Predict(score_rows_, &score_out_));
-    std::map<std::pair<std::string, std::string>, core::LiveRow> rows;
-    auto add = [&rows](const std::string& x, const std::string& v, double p) {
-      core::LiveRow& row = rows[{x, v}];
-      row.experiment = x;
-      row.variant = v;
-      ++row.sessions;
-      row.expected_conversions += p;
-    };
-    const std::string none;
+    // Summed per key id first (the site key and each key of a session's attribution), names
+    // resolved once per key that has sessions.
+    key_sums_.assign(catalog_.key_count(), KeySum{});
     for (size_t i = 0; i < score_keys_.size(); ++i) {
       const double p = score_out_[i];
-      add(none, none, p);
-      for (const core::KeyTag& k : catalog_.Tags(score_keys_[i])) {
-        add(catalog_.ExperimentName(k.experiment), catalog_.KeyVariant(k.key), p);
-      }
+      key_sums_[core::kSiteKey].Add(p);
+      for (const core::KeyTag& k : catalog_.Tags(score_keys_[i])) key_sums_[k.key].Add(p);
     }
-    for (auto& [key, row] : rows) live->rows.push_back(std::move(row));
+    for (core::KeyId k = 0; k < key_sums_.size(); ++k) {
+      if (key_sums_[k].sessions == 0) continue;
+      core::LiveRow& row = live->rows.emplace_back();
+      if (k != core::kSiteKey) {
+        row.experiment = catalog_.ExperimentName(catalog_.KeyExperiment(k));
+        row.variant = catalog_.KeyVariant(k);
+      }
+      row.sessions = key_sums_[k].sessions;
+      row.expected_conversions = key_sums_[k].expected;
+    }
+    std::sort(live->rows.begin(), live->rows.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.experiment, a.variant) < std::tie(b.experiment, b.variant);
+    });
     return Status::Ok();
   }
 
@@ -827,6 +831,15 @@ class SpeedLayer::Impl {
   std::vector<float> score_rows_;
   std::vector<float> score_out_;
   std::vector<core::TagSetId> score_keys_;
+  struct KeySum {
+    int64_t sessions = 0;
+    double expected = 0;
+    void Add(double p) {
+      ++sessions;
+      expected += p;
+    }
+  };
+  std::vector<KeySum> key_sums_;
   ByteWriter state_;  // one visitor's encoded state (Store)
   ByteWriter snapshot_;
   std::vector<std::pair<Hash128, int64_t>> new_ids_;    // ids first seen in this batch
