@@ -106,3 +106,19 @@ speed_equals_batch() {
   python3 "$src/tests/integration/speed_as_batch.py" "$3"
   python3 "$src/tests/reference/compare.py" "$2" "$3"
 }
+
+# serve_url OUT LOG PID: waits (up to 20 s, polling) until the `duet serve` process PID, whose
+# stdout is OUT and stderr LOG, has printed its URL and answers /readyz with 200; prints the URL.
+# Fails (message on stderr) when the process exits or the time runs out.
+serve_url() {
+  local out=$1 log=$2 pid=$3 url=""
+  for _ in $(seq 1 400); do
+    url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$out")
+    [ -n "$url" ] && curl -sf "${url}readyz" >/dev/null && { echo "$url"; return 0; }
+    kill -0 "$pid" 2>/dev/null || { echo "FAILED: duet serve exited" >&2; cat "$log" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "FAILED: duet serve printed no URL or was not ready within 20 s (url: '$url')" >&2
+  cat "$log" >&2
+  return 1
+}

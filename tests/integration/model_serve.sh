@@ -48,14 +48,7 @@ export DUET_ADMIN_TOKEN="test-token-$seed"
   >"$work/serve.out" 2>"$work/serve.log" &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true; pkill -9 -P $pid 2>/dev/null || true' EXIT
-url=""
-for _ in $(seq 1 400); do
-  url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$work/serve.out")
-  [ -n "$url" ] && break
-  kill -0 $pid 2>/dev/null || { echo "FAILED: duet serve exited"; cat "$work/serve.log"; exit 1; }
-  sleep 0.05
-done
-[ -n "$url" ] || { echo "FAILED: duet serve printed no URL within 20 s"; cat "$work/serve.log"; exit 1; }
+url=$(serve_url "$work/serve.out" "$work/serve.log" $pid)
 workers=$(pgrep -P $pid | wc -l)
 [ "$workers" = 2 ] || { echo "FAILED: $workers worker processes, expected 2"; exit 1; }
 echo "duet serve at $url (master $pid, 2 workers)"

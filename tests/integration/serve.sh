@@ -28,14 +28,7 @@ store="sqlite:$work/serve.sqlite"
   >"$work/serve.out" 2>"$work/serve.log" &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true' EXIT
-url=""
-for _ in $(seq 1 200); do
-  url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$work/serve.out")
-  [ -n "$url" ] && curl -sf "${url}readyz" >/dev/null && break
-  kill -0 $pid 2>/dev/null || { echo "FAILED: duet serve exited"; cat "$work/serve.log"; exit 1; }
-  sleep 0.05
-done
-curl -sf "${url}readyz" >/dev/null || { echo "FAILED: ${url}readyz not 200 within 10 s"; exit 1; }
+url=$(serve_url "$work/serve.out" "$work/serve.log" $pid)
 echo "duet serve ready at $url"
 
 python3 - "$url" "$work/merged.json" "$work/batch.json" <<'EOF'
