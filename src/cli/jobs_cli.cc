@@ -72,6 +72,7 @@ int Worker(const std::vector<std::string>& args) {
   c.Define("grace", "30s", "on SIGTERM, how long a running job may go on before it is stopped");
   c.Define("parallel", "2", "jobs at once (never two of one kind)");
   c.Define("name", "", "this worker's name in the jobs (default HOST:PID)");
+  DefineStatusListen(&c);
   if (int rc = ParseOrHelp(cmd,
                            "Runs queued jobs (train, batch) as child processes of the duet "
                            "binary and queues a batch run on a schedule.",
@@ -152,6 +153,11 @@ int Worker(const std::vector<std::string>& args) {
     scheduler.emplace(store->get(), jobs::ScheduleOptions{std::string(jobs::kBatchKind), "{}",
                                                           *schedule, nullptr});
   }
+  // Ready while the store answers: the schedule's ticks (or, without a schedule, a queue read
+  // every poll) are the steps.
+  serve::StatusPage page("jobs_worker", jobs::SystemNowMs);
+  auto status_server = StartStatusServer(c, &page);
+  if (!status_server.ok()) return Fail(cmd, status_server.status());
   std::signal(SIGTERM, OnJobsStopSignal);
   std::signal(SIGINT, OnJobsStopSignal);
   Log(LogLevel::kInfo, "jobs.worker.start",
@@ -166,12 +172,24 @@ int Worker(const std::vector<std::string>& args) {
     if (scheduler) {
       auto queued = scheduler->Tick();
       if (!queued.ok()) {
+        page.StepFailed(queued.status());
         Log(LogLevel::kWarn, "jobs.schedule_failed", {{"error", queued.status().ToString()}});
-      } else if (queued->has_value()) {
-        Log(LogLevel::kInfo, "jobs.scheduled",
-            {{"id", (*queued)->id},
-             {"kind", (*queued)->kind},
-             {"state", std::string(store::JobStateName((*queued)->state))}});
+      } else {
+        page.StepOk(0);
+        if (queued->has_value()) {
+          Log(LogLevel::kInfo, "jobs.scheduled",
+              {{"id", (*queued)->id},
+               {"kind", (*queued)->kind},
+               {"state", std::string(store::JobStateName((*queued)->state))}});
+        }
+      }
+    }
+    if (!scheduler) {
+      auto listed = (*store)->ListJobs(1);
+      if (listed.ok()) {
+        page.StepOk(0);
+      } else {
+        page.StepFailed(listed.status());
       }
     }
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(*poll);

@@ -36,6 +36,7 @@
 #include "beacon/beacon.h"
 #include "cli/common.h"
 #include "cli/jobs_cli.h"
+#include "cli/ops_cli.h"
 #include "collect/collector.h"
 #include "gen/generator.h"
 #include "jobs/runner.h"
@@ -533,7 +534,8 @@ class LiveModel {
   std::string last_error_;
 };
 
-int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t interval_ms) {
+int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t interval_ms,
+                serve::StatusPage* page) {
   auto k = log::ParseKafkaUri(c.String("source"));
   if (!k.ok()) return Fail("stream", k.status());
   auto store = store::OpenStore(c.String("store"));
@@ -583,6 +585,11 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
         break;
       }
       round = speed::RoundResult{{}, {{-1, round.status()}}, 0};
+    }
+    if (round->failures.empty()) {
+      page->StepOk(static_cast<int64_t>(round->lines));
+    } else {
+      page->StepFailed(round->failures.front().second);
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -677,6 +684,7 @@ int CmdStream(const std::vector<std::string>& args) {
   c.Define("drain", "false", "process everything available, commit and exit", true);
   c.Define("live-scoring", "true",
            "score the sessions in progress with the registry's current model, if any");
+  DefineStatusListen(&c);
   if (int rc = ParseOrHelp("stream", "The speed layer: micro-batches over a log, exactly once.", &c,
                            args);
       rc >= 0) {
@@ -712,7 +720,13 @@ int CmdStream(const std::vector<std::string>& args) {
     bad_sink = std::move(*sink);
     o.bad_row_sink = bad_sink.get();
   }
-  if (c.String("source").starts_with("kafka://")) return StreamGroup(c, o, drain, *interval);
+  // Probes get answers from the start: 503 until the first micro-batch is committed.
+  serve::StatusPage page("stream", NowMs);
+  auto status_server = StartStatusServer(c, &page);
+  if (!status_server.ok()) return Fail("stream", status_server.status());
+  if (c.String("source").starts_with("kafka://")) {
+    return StreamGroup(c, o, drain, *interval, &page);
+  }
   LiveModel live(c.String("store"));
   if (c.Bool("live-scoring")) {
     live.Refresh();
@@ -786,6 +800,7 @@ int CmdStream(const std::vector<std::string>& args) {
       }
     }
     if (!failed.ok()) {
+      page.StepFailed(failed);
       if (failed.code() != StatusCode::kUnavailable) return Fail("stream", failed);
       // The store is busy or down: back off, then reopen and resume from the last checkpoint.
       backoff_ms = std::min(kMaxBackoffMs, backoff_ms == 0 ? 200 : backoff_ms * 2);
@@ -795,6 +810,7 @@ int CmdStream(const std::vector<std::string>& args) {
       continue;
     }
     backoff_ms = 0;
+    page.StepOk(st->lines);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     total += st->lines;
@@ -832,34 +848,6 @@ int CmdStream(const std::vector<std::string>& args) {
               in.lines, in.valid_beacons, in.duplicates, in.bad_rows, in.late_beacons,
               c.String("store").c_str());
   return kExitOk;
-}
-
-// Splits HOST:PORT (an IPv6 host in brackets); InvalidArgument naming the flag otherwise.
-Status ParseHostPort(const std::string& flag, const std::string& value, std::string* host,
-                     uint16_t* port) {
-  const size_t colon = value.rfind(':');
-  const auto bad = [&] {
-    return Status::InvalidArgument(
-        "--" + flag + " '" + value +
-        "': expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0 = any free)");
-  };
-  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) return bad();
-  std::string h = value.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  const std::string p = value.substr(colon + 1);
-  if (p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return bad();
-  const int n = std::stoi(p);
-  if (n > 65535) return bad();
-  *host = h;
-  *port = static_cast<uint16_t>(n);
-  return Status::Ok();
-}
-
-std::string ServerUrl(const std::string& host, int port) {
-  const std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  return "http://" + (host == "0.0.0.0" ? std::string("127.0.0.1") : h) + ":" +
-         std::to_string(port) + "/";
 }
 
 // ---------------------------------------------------------------- demo
@@ -1973,6 +1961,7 @@ int CmdArchive(const std::vector<std::string>& args) {
   c.Define("roll-interval", "60s", "... or this long after its first line");
   c.Define("max-batch", "100000", "at most this many messages read per step");
   c.Define("drain", "false", "copy everything in the topic now, write every file and exit", true);
+  DefineStatusListen(&c);
   if (int rc = ParseOrHelp("archive", "Copies a Kafka topic into the master dataset, exactly once.",
                            &c, args);
       rc >= 0) {
@@ -1998,6 +1987,9 @@ int CmdArchive(const std::vector<std::string>& args) {
   log::KafkaLogOptions ko;
   ko.group = c.String("group");
   ko.max_line = 1 << 30;  // archive whole messages, whatever their size
+  serve::StatusPage page("archive", NowMs);
+  auto status_server = StartStatusServer(c, &page);
+  if (!status_server.ok()) return Fail("archive", status_server.status());
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
   const bool to_mongo =
@@ -2030,6 +2022,7 @@ int CmdArchive(const std::vector<std::string>& args) {
           break;
         }
         backoff_ms = 0;
+        page.StepOk(static_cast<int64_t>(st->lines));
         total += st->lines;
         if (st->files_written > 0) {
           Log(LogLevel::kInfo, "archive.files",
@@ -2050,6 +2043,7 @@ int CmdArchive(const std::vector<std::string>& args) {
         return kExitOk;
       }
     }
+    page.StepFailed(failed);
     if (failed.code() != StatusCode::kUnavailable) return Fail("archive", failed);
     backoff_ms = backoff_ms == 0 ? 200 : std::min<int64_t>(backoff_ms * 2, 30'000);
     Log(LogLevel::kWarn, "archive.retry",
@@ -2074,6 +2068,8 @@ void Usage() {
       "  train       train the conversion model from the master dataset and register it\n"
       "  models      list, export or promote registered model versions\n"
       "  jobs        queue and run training and batch jobs (worker, submit, list, show)\n"
+      "  import      load historical NDJSON files into the master dataset in MongoDB (backfill)\n"
+      "  probe       GET a status URL, exit 0 on 2xx (the image's health check)\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -2100,7 +2096,7 @@ int main(int argc, char** argv) {
           {"report", CmdReport}, {"bad-rows", CmdBadRows},  {"parse-only", CmdParseOnly},
           {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
           {"serve", CmdServe},   {"train", CmdTrain},       {"models", CmdModels},
-          {"jobs", CmdJobs},
+          {"jobs", CmdJobs},     {"import", CmdImport},     {"probe", CmdProbe},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();
