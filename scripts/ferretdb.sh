@@ -18,24 +18,15 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+fetch_name="ferretdb.sh"
+# shellcheck source=scripts/fetch-lib.sh
+source "$here/fetch-lib.sh"
 home=${DUET_FERRETDB_HOME:-$HOME/.cache/duet/ferretdb}
 version=v1.24.2
 bin="$home/bin/ferretdb-$version"
 
 # shellcheck source=scripts/server-lib.sh
 source "$here/server-lib.sh"
-
-die() { echo "ferretdb.sh: $*" >&2; exit 1; }
-
-retry() {
-  local n=0
-  until "$@"; do
-    n=$((n + 1))
-    [ $n -ge 3 ] && die "'$*' failed 3 times: an infrastructure failure (Go module proxy), not a test result"
-    echo "ferretdb.sh: retrying in $((n * 10)) s: $*" >&2
-    sleep $((n * 10))
-  done
-}
 
 fetch() {
   if [ -x "$bin" ]; then return 0; fi
@@ -55,7 +46,6 @@ fetch() {
   "$bin" --version >/dev/null 2>&1 || die "the built server does not start: $bin --version"
   echo "ferretdb.sh: built $bin" >&2
 }
-
 
 launch() {
   local dir=$1 port
