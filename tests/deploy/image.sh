@@ -77,20 +77,31 @@ uncovered() { awk 'NR == FNR { ok[$1] = 1; next } !($1 in ok)' "$1" "$2"; }
 stage_count=$(grep -c '^FROM ' "$src/Dockerfile")
 [ "$stage_count" = 3 ] || fail "expected 3 stages (web, build, final), found $stage_count"
 
+# covered WHAT DROP FILES_LIST -- PACKAGE...: every file in FILES_LIST belongs to one of the
+# PACKAGEs or to what they depend on; and without the package DROP, the check fails (it bites).
+# Leaves the number of packages the files come from in $covered_packages.
+covered() {
+  local what=$1 drop=$2 files=$3
+  shift 4
+  local -a list
+  mapfile -t list <"$files"
+  owners "${list[@]}" >"$files.owners"
+  closure "$@" >"$files.closure"
+  missing=$(uncovered "$files.closure" "$files.owners")
+  [ -z "$missing" ] || fail "$what installs no package for: $missing"
+  closure "${@/$drop/}" >"$files.closure.bad"
+  uncovered "$files.closure.bad" "$files.owners" | grep -q "^$drop " ||
+    fail "the check did not notice $drop missing from $what"
+  covered_packages=$(cut -d' ' -f1 "$files.owners" | sort -u | wc -l)
+}
+
 # ---------------------------------------------------------------- 2. runtime libraries
 mapfile -t runtime < <(stage_packages "$src/Dockerfile" 3)
 [ ${#runtime[@]} -ge 5 ] || fail "no apt-get install list found in the final stage"
 ldd "$duet" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | sort -u >"$work/libs"
 [ "$(wc -l <"$work/libs")" -ge 10 ] || fail "ldd listed too few libraries: $(cat "$work/libs")"
-mapfile -t libs <"$work/libs"
-owners "${libs[@]}" >"$work/lib_owners"
-closure "${runtime[@]}" >"$work/runtime_closure"
-missing=$(uncovered "$work/runtime_closure" "$work/lib_owners")
-[ -z "$missing" ] || fail "the final stage installs no package for: $missing"
-closure "${runtime[@]/librdkafka1/}" >"$work/runtime_closure.bad"
-uncovered "$work/runtime_closure.bad" "$work/lib_owners" | grep -q librdkafka ||
-  fail "the check did not notice librdkafka1 missing"
-echo "image: ${#libs[@]} shared libraries, from $(cut -d' ' -f1 "$work/lib_owners" | sort -u | wc -l) packages, all installed by the final stage's ${#runtime[@]} packages and their dependencies"
+covered "the final stage" librdkafka1 "$work/libs" -- "${runtime[@]}"
+echo "image: $(wc -l <"$work/libs") shared libraries, from $covered_packages packages, all installed by the final stage's ${#runtime[@]} packages and their dependencies"
 
 # ---------------------------------------------------------------- 3. build headers
 mapfile -t buildpkgs < <(stage_packages "$src/Dockerfile" 2)
@@ -99,15 +110,8 @@ ninja -C "$build" -t deps 2>/dev/null |
        keep && /^    \/usr\// { print $1 }' | sort -u >"$work/headers"
 [ "$(wc -l <"$work/headers")" -ge 100 ] ||
   fail "ninja recorded only $(wc -l <"$work/headers") system headers for duet's objects (build $build)"
-mapfile -t headers <"$work/headers"
-owners "${headers[@]}" >"$work/header_owners"
-closure "${buildpkgs[@]}" >"$work/build_closure"
-missing=$(uncovered "$work/build_closure" "$work/header_owners")
-[ -z "$missing" ] || fail "the build stage installs no package for these headers: $missing"
-closure "${buildpkgs[@]/libxxhash-dev/}" >"$work/build_closure.bad"
-uncovered "$work/build_closure.bad" "$work/header_owners" | grep -q libxxhash-dev ||
-  fail "the check did not notice libxxhash-dev missing"
-echo "image: $(wc -l <"$work/headers") system headers, from $(cut -d' ' -f1 "$work/header_owners" | sort -u | wc -l) packages, all installed by the build stage"
+covered "the build stage" libxxhash-dev "$work/headers" -- "${buildpkgs[@]}"
+echo "image: $(wc -l <"$work/headers") system headers, from $covered_packages packages, all installed by the build stage"
 
 # ---------------------------------------------------------------- 4. the build stage's configuration
 cmake -S "$src" -B "$work/image-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDUET_BUILD_TESTS=OFF \
