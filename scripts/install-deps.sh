@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Duet needs on Debian 12. Idempotent; fast when all is present.
 # Every apt package the project uses is listed here and nowhere else.
+# clang-14 + libclang-rt-14-dev: the libFuzzer targets (fuzz/); Debian's clang-14 ships without
+# compiler-rt, which holds libFuzzer and clang's ASan/UBSan runtimes.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -8,6 +10,7 @@ APT_PACKAGES=(
   libsimdjson-dev libsqlite3-dev sqlite3 libzstd-dev zstd libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
+  clang-14 libclang-rt-14-dev
   python3 python3-venv time
   librdkafka-dev maven default-jre-headless kcat
   libboost-dev libboost-system-dev prometheus-cpp-dev curl wrk

@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -79,6 +81,12 @@ Result<std::unique_ptr<serve::HttpServer>> StartStatusServer(const Config& cfg,
   if (!server.ok()) return server.status();
   Log(LogLevel::kInfo, "status.listen", {{"url", ServerUrl(o.host, (*server)->port())}});
   return std::move(*server);
+}
+
+std::string ProcessName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+  return std::string(host) + ":" + std::to_string(::getpid());
 }
 
 }  // namespace duet

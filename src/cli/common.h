@@ -45,4 +45,7 @@ void DefineStatusListen(Config* cfg);
 Result<std::unique_ptr<serve::HttpServer>> StartStatusServer(const Config& cfg,
                                                              const serve::StatusPage* page);
 
+// "HOST:PID": names this process among others (job workers, writer-lease holders).
+std::string ProcessName();
+
 }  // namespace duet

@@ -49,12 +49,6 @@ std::vector<std::string> SplitComma(const std::string& s) {
   return out;
 }
 
-std::string WorkerName() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
-  return std::string(host) + ":" + std::to_string(::getpid());
-}
-
 // ---------------------------------------------------------------- worker
 
 int Worker(const std::vector<std::string>& args) {
@@ -143,7 +137,7 @@ int Worker(const std::vector<std::string>& args) {
     }
   }
   jobs::RunnerOptions ro;
-  ro.worker = c.String("name").empty() ? WorkerName() : c.String("name");
+  ro.worker = c.String("name").empty() ? ProcessName() : c.String("name");
   ro.lease_ms = *lease;
   ro.poll_ms = *poll;
   ro.max_parallel = static_cast<size_t>(*parallel);

@@ -37,6 +37,7 @@
 #include "cli/common.h"
 #include "cli/jobs_cli.h"
 #include "cli/ops_cli.h"
+#include "cli/watch_cli.h"
 #include "collect/collector.h"
 #include "gen/generator.h"
 #include "jobs/runner.h"
@@ -52,9 +53,11 @@
 #include "serve/merge.h"
 #include "serve/model_api.h"
 #include "serve/view_cache.h"
+#include "serve/worker_metrics.h"
 #include "speed/kafka_bad_rows.h"
 #include "speed/partitioned.h"
 #include "speed/speed_layer.h"
+#include "speed/stream_probe.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/file_io.h"
@@ -535,7 +538,7 @@ class LiveModel {
 };
 
 int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t interval_ms,
-                serve::StatusPage* page) {
+                serve::StatusPage* page, speed::StreamProbe* probe) {
   auto k = log::ParseKafkaUri(c.String("source"));
   if (!k.ok()) return Fail("stream", k.status());
   auto store = store::OpenStore(c.String("store"));
@@ -547,8 +550,20 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
     live.Refresh();
     o.model = live.Provider();
   }
+  // Active/passive writers: only the holder of the writer lease commits; every commit carries
+  // its fencing token.
+  const std::string lease = c.String("writer-lease");
+  const std::string holder = c.String("writer-id").empty() ? ProcessName() : c.String("writer-id");
+  auto lease_ttl = c.DurationMs("lease-ttl");  // checked by CmdStream
+  if (!lease_ttl.ok()) return Fail("stream", lease_ttl.status());
+  std::atomic<int64_t> lease_token{0};
+  if (!lease.empty()) {
+    o.lease = lease;
+    o.lease_token = &lease_token;
+  }
   speed::PartitionedSpeed member(store->get(), o, k->topic, static_cast<size_t>(*threads));
   if (Status s = member.CheckStore(); !s.ok()) return Fail("stream", s);
+  probe->Writer(lease.empty(), 0);
   log::KafkaGroupOptions go;
   go.group = c.String("group");
   auto session = c.DurationMs("session-timeout");
@@ -557,6 +572,7 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
   auto consumer = log::OpenKafkaGroupConsumer(*k, go, &member);
   if (!consumer.ok()) return Fail("stream", consumer.status());
   member.Attach(consumer->get());
+  member.SetStandby(!lease.empty());  // passive until the lease is taken
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
   Log(LogLevel::kInfo, "stream.start",
@@ -566,18 +582,94 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
        {"drain", drain},
        {"interval_ms", interval_ms},
        {"lateness_ms", o.lateness_ms},
-       {"ttl_ms", o.ttl_ms}});
+       {"ttl_ms", o.ttl_ms},
+       {"writer_lease", lease},
+       {"writer_id", lease.empty() ? std::string() : holder}});
   uint64_t total = 0;
   int64_t backoff_ms = 0;
   constexpr int64_t kMaxBackoffMs = 30'000;
+  // The writer lease: renewed every third of its TTL while held; tried as often by the passive
+  // process, which takes it over once the active one stopped renewing it.
+  auto next_lease_try = std::chrono::steady_clock::now();
+  std::string last_lease_error;
+  auto tick_lease = [&] {
+    if (lease.empty() || std::chrono::steady_clock::now() < next_lease_try) return;
+    next_lease_try = std::chrono::steady_clock::now() + std::chrono::milliseconds(*lease_ttl / 3);
+    const bool active = !member.standby();
+    auto held = (*store)->AcquireWriterLease(lease, holder, NowMs(), *lease_ttl);
+    if (held.ok()) {
+      last_lease_error.clear();
+      if (!active) {
+        lease_token.store(held->token);
+        member.SetStandby(false);
+        probe->TookOver();
+        Log(LogLevel::kInfo, "stream.lease_acquired",
+            {{"lease", lease}, {"writer_id", holder}, {"token", held->token}});
+      }
+      probe->Writer(true, held->token);
+      return;
+    }
+    if (held.status().code() == StatusCode::kAborted) {
+      if (active) {
+        // Another process took the lease over (this one stopped renewing it in time): its
+        // commits are fenced off from now on, so stop writing and follow it instead.
+        member.SetStandby(true);
+        Log(LogLevel::kWarn, "stream.lease_lost",
+            {{"lease", lease}, {"writer_id", holder}, {"error", held.status().ToString()}});
+      } else if (held.status().ToString() != last_lease_error) {
+        Log(LogLevel::kInfo, "stream.passive",
+            {{"lease", lease}, {"writer_id", holder}, {"reason", held.status().ToString()}});
+      }
+      last_lease_error = held.status().ToString();
+      probe->Writer(false, 0);
+      return;
+    }
+    // The store is away: a holder keeps writing (the store fences it if it lost the lease).
+    if (held.status().ToString() != last_lease_error) {
+      Log(LogLevel::kWarn, "stream.lease_failed",
+          {{"lease", lease}, {"error", held.status().ToString()}});
+    }
+    last_lease_error = held.status().ToString();
+  };
   // --drain gives up when nothing moves for this long (no partition assigned, a broker away).
   constexpr auto kDrainStall = std::chrono::seconds(60);
   auto last_progress = std::chrono::steady_clock::now();
   std::vector<int> owned;
   Status failed = Status::Ok();
+  // The lag of every owned partition (the broker's end offset, as cached by the consumer's
+  // background fetches, minus the next offset to process) and the readiness it implies.
+  // Publishes the lag of every owned partition (the broker's end offset, as cached by the
+  // consumer's background fetches, minus the next offset to process) and the readiness it
+  // implies; true when every owned partition's lag is known and 0.
+  auto publish_lag = [&]() -> bool {
+    std::vector<speed::PartitionLag> lags;
+    bool caught_up = true;
+    for (const log::KafkaGroupConsumer::Owned& a : (*consumer)->Assignment()) {
+      const bool known = a.high >= 0 && a.next >= 0 && !a.held;
+      lags.push_back({a.partition, known ? std::max<int64_t>(0, a.high - a.next) : -1});
+      caught_up = caught_up && known && lags.back().messages == 0;
+    }
+    probe->Lag(lags);
+    for (auto& [name, problem] : probe->Problems()) page->SetCondition(name, std::move(problem));
+    return caught_up;
+  };
+  // Waits until `until`, refreshing the lag every second meanwhile (a stream waiting out its
+  // interval still shows messages arriving), and waking early on a signal.
+  auto wait = [&](std::chrono::steady_clock::time_point until) {
+    while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
+      SleepUnlessStopped(
+          std::min(until, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
+      publish_lag();
+      tick_lease();
+    }
+  };
+  int64_t due_ms = NowMs();      // when the next round should start
+  bool pending_failure = false;  // a round failed since the last success
   while (!g_stop.load()) {
     const auto start = std::chrono::steady_clock::now();
+    const int64_t start_ms = NowMs();
     if (c.Bool("live-scoring")) live.Refresh();
+    tick_lease();
     auto round = member.Round();
     if (!round.ok()) {
       if (round.status().code() != StatusCode::kUnavailable) {
@@ -586,10 +678,20 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
       }
       round = speed::RoundResult{{}, {{-1, round.status()}}, 0};
     }
-    if (round->failures.empty()) {
-      page->StepOk(static_cast<int64_t>(round->lines));
-    } else {
+    probe->Round(due_ms, start_ms, NowMs(), static_cast<int64_t>(round->batches.size()),
+                 static_cast<int64_t>(round->failures.size()));
+    const bool caught_up = publish_lag();
+    // After a failure, the micro-batches that failed are read again from the stored offsets: an
+    // empty round before they are proves nothing (neither success nor failure) unless every
+    // partition is caught up (the data went to another member, or there was none).
+    const bool unproven =
+        round->failures.empty() && round->lines == 0 && pending_failure && !caught_up;
+    if (!round->failures.empty()) {
       page->StepFailed(round->failures.front().second);
+      pending_failure = true;
+    } else if (!unproven) {
+      page->StepOk(static_cast<int64_t>(round->lines));
+      pending_failure = false;
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -626,10 +728,18 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
         Log(LogLevel::kWarn, "stream.retry",
             {{"partition", p}, {"error", s.ToString()}, {"backoff_ms", backoff_ms}});
       }
-      SleepUnlessStopped(start + std::chrono::milliseconds(backoff_ms));
+      due_ms = start_ms + backoff_ms;
+      wait(start + std::chrono::milliseconds(backoff_ms));
       continue;
     }
     backoff_ms = 0;
+    due_ms = NowMs();  // unless caught up (below), the next round is due right away
+    if (round->resumed > 0 || unproven) {
+      // Partitions just rebuilt: their first fetches are under way; read them right away.
+      due_ms = start_ms + 100;
+      wait(start + std::chrono::milliseconds(100));
+      continue;
+    }
     if (drain) {
       if (member.Drained()) break;
       if (std::chrono::steady_clock::now() - last_progress > kDrainStall) {
@@ -640,7 +750,8 @@ int StreamGroup(const Config& c, speed::SpeedOptions o, bool drain, int64_t inte
       continue;
     }
     if (round->lines >= o.max_batch_lines) continue;  // a backlog: next round right away
-    SleepUnlessStopped(start + std::chrono::milliseconds(interval_ms));
+    due_ms = start_ms + interval_ms;
+    wait(start + std::chrono::milliseconds(interval_ms));
   }
   // Leaving the group hands this member's partitions to the others; every micro-batch read so
   // far is committed (rounds end with their commits).
@@ -685,6 +796,21 @@ int CmdStream(const std::vector<std::string>& args) {
   c.Define("live-scoring", "true",
            "score the sessions in progress with the registry's current model, if any");
   DefineStatusListen(&c);
+  c.Define("writer-lease", "",
+           "Kafka: active/passive writers — only the holder of this lease in the store writes; "
+           "the others keep their state warm and take over when it stops renewing it");
+  c.Define("lease-ttl", "10s",
+           "the writer lease lasts this long unless renewed (every third of it); a passive "
+           "process takes over within about 4/3 of it after the active one dies");
+  c.Define("writer-id", "", "this process's name as a lease holder (default HOST:PID)");
+  c.Define("ready-max-failures", "3",
+           "/readyz answers 503 once this many micro-batches in a row have failed");
+  c.Define("ready-max-lag", "0",
+           "Kafka: /readyz answers 503 while a partition is more than this many messages behind "
+           "(0: no threshold)");
+  c.Define("ready-max-delay", "10m",
+           "/readyz answers 503 while the last micro-batch started later than this after it was "
+           "due (0: no threshold)");
   if (int rc = ParseOrHelp("stream", "The speed layer: micro-batches over a log, exactly once.", &c,
                            args);
       rc >= 0) {
@@ -709,6 +835,25 @@ int CmdStream(const std::vector<std::string>& args) {
   if (!max_batch.ok()) return Fail("stream", max_batch.status());
   o.max_batch_lines = static_cast<size_t>(*max_batch);
   const bool drain = c.Bool("drain");
+  if (!c.String("writer-lease").empty()) {
+    auto ttl = c.DurationMs("lease-ttl");
+    if (!ttl.ok()) return Fail("stream", ttl.status());
+    if (*ttl < 1000) {
+      return Fail("stream", Status::InvalidArgument("--lease-ttl is " + c.String("lease-ttl") +
+                                                    "; expected at least 1s"));
+    }
+    if (!c.String("source").starts_with("kafka://")) {
+      return Fail("stream", Status::InvalidArgument(
+                                "--writer-lease needs a kafka:// --source (active/passive writers "
+                                "read the same topic); --source is " +
+                                c.String("source")));
+    }
+    if (drain) {
+      return Fail("stream", Status::InvalidArgument(
+                                "--drain and --writer-lease exclude each other: a passive process "
+                                "reads nothing to drain; drain without the lease"));
+    }
+  }
   std::unique_ptr<speed::BadRowSink> bad_sink;
   if (c.String("source").starts_with("kafka://") && c.String("bad-topic") != "none") {
     auto k = log::ParseKafkaUri(c.String("source"));
@@ -720,13 +865,24 @@ int CmdStream(const std::vector<std::string>& args) {
     bad_sink = std::move(*sink);
     o.bad_row_sink = bad_sink.get();
   }
+  auto max_failures = c.Int("ready-max-failures", 1, 1'000'000);
+  if (!max_failures.ok()) return Fail("stream", max_failures.status());
+  speed::StreamThresholds thresholds;
+  auto max_lag = c.Int("ready-max-lag", 0, INT64_MAX);
+  if (!max_lag.ok()) return Fail("stream", max_lag.status());
+  thresholds.max_lag_messages = *max_lag;
+  auto max_delay = c.DurationMs("ready-max-delay");
+  if (!max_delay.ok()) return Fail("stream", max_delay.status());
+  thresholds.max_delay_ms = *max_delay;
   // Probes get answers from the start: 503 until the first micro-batch is committed.
-  serve::StatusPage page("stream", NowMs);
+  serve::StatusPage page("stream", NowMs, static_cast<int>(*max_failures));
+  speed::StreamProbe probe(&page.registry(), *interval, thresholds);
   auto status_server = StartStatusServer(c, &page);
   if (!status_server.ok()) return Fail("stream", status_server.status());
   if (c.String("source").starts_with("kafka://")) {
-    return StreamGroup(c, o, drain, *interval, &page);
+    return StreamGroup(c, o, drain, *interval, &page, &probe);
   }
+
   LiveModel live(c.String("store"));
   if (c.Bool("live-scoring")) {
     live.Refresh();
@@ -775,9 +931,14 @@ int CmdStream(const std::vector<std::string>& args) {
   uint64_t total = 0;
   int64_t backoff_ms = 0;
   constexpr int64_t kMaxBackoffMs = 30'000;
-  bool broken = false;  // the engine failed a micro-batch and must restart from the checkpoint
+  bool broken = false;       // the engine failed a micro-batch and must restart from the checkpoint
+  int64_t due_ms = NowMs();  // when the next micro-batch should start
+  auto conditions = [&] {
+    for (auto& [name, problem] : probe.Problems()) page.SetCondition(name, std::move(problem));
+  };
   while (!g_stop.load()) {
     const auto start = std::chrono::steady_clock::now();
+    const int64_t start_ms = NowMs();
     Status failed;
     Result<speed::MicroBatchStats> st = Status::Aborted("not run");
     if (broken) {
@@ -801,16 +962,22 @@ int CmdStream(const std::vector<std::string>& args) {
     }
     if (!failed.ok()) {
       page.StepFailed(failed);
+      probe.Round(due_ms, start_ms, NowMs(), 0, 1);
+      conditions();
       if (failed.code() != StatusCode::kUnavailable) return Fail("stream", failed);
       // The store is busy or down: back off, then reopen and resume from the last checkpoint.
       backoff_ms = std::min(kMaxBackoffMs, backoff_ms == 0 ? 200 : backoff_ms * 2);
       Log(LogLevel::kWarn, "stream.retry",
           {{"error", failed.ToString()}, {"backoff_ms", backoff_ms}});
+      due_ms = start_ms + backoff_ms;
       SleepUnlessStopped(start + std::chrono::milliseconds(backoff_ms));
       continue;
     }
     backoff_ms = 0;
     page.StepOk(st->lines);
+    probe.Round(due_ms, start_ms, NowMs(), st->lines > 0 ? 1 : 0, 0);
+    conditions();
+    due_ms = NowMs();
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     total += st->lines;
@@ -838,6 +1005,7 @@ int CmdStream(const std::vector<std::string>& args) {
     // A backlog, or draining: next micro-batch right away.
     if (drain || st->lines >= o.max_batch_lines) continue;
     // Caught up: wait out the interval, waking early on a signal.
+    due_ms = start_ms + *interval;
     SleepUnlessStopped(start + std::chrono::milliseconds(*interval));
   }
   const auto& in = pipeline->speed->views().input;
@@ -1468,7 +1636,9 @@ int CmdCollect(const std::vector<std::string>& args) {
   c.Define("max-buffered", "100000",
            "beacons the producer may hold unacknowledged; beyond that requests get 503");
   c.Define("delivery-timeout", "10s", "a beacon Kafka has not acknowledged by then fails (503)");
-  c.Define("retry-after", "5s", "the Retry-After of a 503");
+  c.Define("retry-after", "5s", "the Retry-After of a 503 or 429");
+  c.Define("max-in-flight", "256",
+           "requests received and not yet answered; beyond that requests get 429 at once");
   if (int rc = ParseOrHelp("collect",
                            "HTTP collector: POST /v1/beacons, produced to Kafka keyed by visitor; "
                            "202 once Kafka acknowledged every beacon.",
@@ -1488,13 +1658,15 @@ int CmdCollect(const std::vector<std::string>& args) {
   auto max_buffered = c.Int("max-buffered", 1, 10'000'000);
   auto timeout = c.DurationMs("delivery-timeout");
   auto retry = c.DurationMs("retry-after");
+  auto max_in_flight = c.Int("max-in-flight", 1, 1'000'000);
   for (const Status& s : {threads.status(), max_body.status(), max_buffered.status(),
-                          timeout.status(), retry.status()}) {
+                          timeout.status(), retry.status(), max_in_flight.status()}) {
     if (!s.ok()) return Fail("collect", s);
   }
   o.threads = static_cast<int>(*threads);
   o.max_body_bytes = static_cast<size_t>(*max_body);
   o.max_buffered_messages = static_cast<size_t>(*max_buffered);
+  o.max_in_flight = *max_in_flight;
   if (*timeout <= 0) {
     return Fail("collect", Status::InvalidArgument("--delivery-timeout must be positive (0 would "
                                                    "mean: wait for Kafka forever)"));
@@ -1527,12 +1699,24 @@ struct ServeSetup {
   int64_t refresh_ms = 2000;
   int64_t model_refresh_ms = 1000;
   std::string admin_token;  // empty: admin routes disabled
+  // How long /metrics waits for the sibling workers' metrics (all of them together).
+  int metrics_peer_timeout_ms = 500;
+};
+
+// A prefork worker's place among its siblings (two or more workers): its slot, the slot's
+// loopback listener for GET /metrics/local (the master's socket) and every slot's port.
+struct ServeSlot {
+  int slot = 0;
+  int peer_fd = -1;
+  std::vector<int> peer_ports;
 };
 
 // One serving process: views and model caches, the HTTP server (on `listen_fd` when >= 0, the
 // master's socket), refreshes until SIGTERM/SIGINT. Writes one byte to `ready_fd` (when >= 0)
-// once it answers requests.
-int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
+// once it answers requests. With `slot` (a worker with siblings), /metrics covers every worker
+// (serve/worker_metrics.h) and the slot's peer listener answers /metrics/local.
+int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd,
+                 const ServeSlot* slot = nullptr) {
   auto store = store::OpenStore(setup.store_uri);
   if (!store.ok()) return Fail("serve", store.status());
   serve::ViewCache cache(store->get(), NowMs);
@@ -1541,8 +1725,32 @@ int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
       store->get(), [&probe](bool ok, int64_t version) { probe.ModelLoaded(ok, version); }, NowMs);
   const serve::ModelApi model_api(&models, &probe, serve::ModelApiOptions{});
   const serve::JobApi job_api(store->get(), serve::JobApiOptions{setup.admin_token}, NowMs);
+  std::unique_ptr<serve::WorkerMetrics> worker_metrics;
+  if (slot != nullptr && slot->peer_ports.size() > 1) {
+    serve::WorkerMetricsOptions wo;
+    wo.slot = slot->slot;
+    wo.peer_ports = slot->peer_ports;
+    wo.timeout_ms = setup.metrics_peer_timeout_ms;
+    worker_metrics = std::make_unique<serve::WorkerMetrics>(&probe, &cache, wo, NowMs);
+  }
   const serve::Api api(&cache, &probe, setup.api, NowMs, &serve::EmbeddedAssets(), &model_api,
-                       &job_api);
+                       &job_api, worker_metrics.get());
+  // The peer listener has a server (and thread) of its own: a sibling's request for this
+  // worker's metrics never waits behind this worker's own /metrics, which waits for siblings.
+  std::unique_ptr<serve::HttpServer> peer_server;
+  if (worker_metrics != nullptr) {
+    serve::HttpServerOptions po;
+    po.host = "127.0.0.1";
+    po.port = 0;
+    po.threads = 1;
+    po.listen_fd = slot->peer_fd;
+    po.request_timeout_ms = 2000;
+    auto started = serve::StartHttpServer(po, [&worker_metrics](const serve::HttpRequest& r) {
+      return worker_metrics->HandlePeer(r);
+    });
+    if (!started.ok()) return Fail("serve", started.status());
+    peer_server = std::move(*started);
+  }
   std::string last_error, last_model_error;
   auto refresh_views = [&] {
     const Status s = cache.Refresh();
@@ -1609,13 +1817,16 @@ int ServeProcess(const ServeSetup& setup, int listen_fd, int ready_fd) {
   }
   Log(LogLevel::kInfo, "serve.stopping", {{"pid", static_cast<int64_t>(::getpid())}});
   (*server)->Stop(10'000);
+  // After the public server: a sibling still draining asks for these metrics meanwhile.
+  if (peer_server != nullptr) peer_server->Stop(1000);
   Log(LogLevel::kInfo, "serve.stop", {{"pid", static_cast<int64_t>(::getpid())}});
   return kExitOk;
 }
 
-// A listening TCP socket on host:port with SO_REUSEPORT, so that one per worker slot can share
-// the port and the kernel spreads connections over them.
-Result<int> ListenReusePort(const std::string& host, int port) {
+// A listening TCP socket on host:port with SO_REUSEPORT (when `reuse_port`), so that one per
+// worker slot can share the port and the kernel spreads connections over them; without it, a
+// socket of its own (a slot's private loopback peer listener).
+Result<int> ListenReusePort(const std::string& host, int port, bool reuse_port = true) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
@@ -1638,7 +1849,7 @@ Result<int> ListenReusePort(const std::string& host, int port) {
   const int one = 1;
   const std::string where = host + ":" + std::to_string(port);
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
       ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, SOMAXCONN) != 0) {
     const Status s = Status::Unavailable("cannot listen on " + where + ": " + std::strerror(errno));
     ::close(fd);
@@ -1660,6 +1871,9 @@ int BoundPort(int fd) {
 // must be ready before the old one is told to stop, and the socket stays open throughout, so no
 // connection is refused), and stops them all on SIGTERM/SIGINT. The master itself stays single
 // threaded and never touches the store, XGBoost or Asio: workers start from a clean state.
+// With two or more workers, each slot also has a private loopback listener (127.0.0.1, any free
+// port), kept open like the public sockets, on which the slot's worker serves its own metrics to
+// its siblings: /metrics of any worker covers them all (serve/worker_metrics.h).
 int ServeMaster(const ServeSetup& setup, int workers) {
   struct Worker {
     pid_t pid = -1;
@@ -1668,15 +1882,26 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     std::chrono::steady_clock::time_point started;
   };
   std::vector<int> fds;
+  std::vector<int> peer_fds;
+  std::vector<int> peer_ports;
   int port = setup.http.port;
   for (int i = 0; i < workers; ++i) {
     auto fd = ListenReusePort(setup.http.host, port);
-    if (!fd.ok()) {
+    auto peer =
+        workers > 1 ? ListenReusePort("127.0.0.1", 0, /*reuse_port=*/false) : Result<int>(-1);
+    if (!fd.ok() || !peer.ok()) {
       for (const int f : fds) ::close(f);
-      return Fail("serve", fd.status());
+      for (const int f : peer_fds) ::close(f);
+      if (fd.ok()) ::close(*fd);
+      if (peer.ok() && *peer >= 0) ::close(*peer);
+      return Fail("serve", !fd.ok() ? fd.status() : peer.status());
     }
     fds.push_back(*fd);
     port = BoundPort(*fd);
+    if (*peer >= 0) {
+      peer_fds.push_back(*peer);
+      peer_ports.push_back(BoundPort(*peer));
+    }
   }
   sigset_t set;
   sigemptyset(&set);
@@ -1705,7 +1930,17 @@ int ServeMaster(const ServeSetup& setup, int workers) {
       for (int i = 0; i < static_cast<int>(fds.size()); ++i) {
         if (i != slot) ::close(fds[static_cast<size_t>(i)]);
       }
-      const int rc = ServeProcess(setup, fds[static_cast<size_t>(slot)], p[1]);
+      ServeSlot place;
+      place.slot = slot;
+      place.peer_ports = peer_ports;
+      for (int i = 0; i < static_cast<int>(peer_fds.size()); ++i) {
+        if (i == slot) {
+          place.peer_fd = peer_fds[static_cast<size_t>(i)];
+        } else {
+          ::close(peer_fds[static_cast<size_t>(i)]);
+        }
+      }
+      const int rc = ServeProcess(setup, fds[static_cast<size_t>(slot)], p[1], &place);
       std::fflush(stdout);
       _exit(rc);
     }
@@ -1717,7 +1952,10 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     *ready_read = p[0];
     live.push_back({pid, slot, gen, std::chrono::steady_clock::now()});
     Log(LogLevel::kInfo, "serve.worker_started",
-        {{"pid", static_cast<int64_t>(pid)}, {"slot", slot}, {"generation", gen}});
+        {{"pid", static_cast<int64_t>(pid)},
+         {"slot", slot},
+         {"generation", gen},
+         {"peer_port", peer_ports.empty() ? 0 : peer_ports[static_cast<size_t>(slot)]}});
     return pid;
   };
   // Waits until every pipe has said ready (or closed: the worker died), up to `timeout`.
@@ -1868,6 +2106,7 @@ int ServeMaster(const ServeSetup& setup, int workers) {
     }
   }
   for (const int f : fds) ::close(f);
+  for (const int f : peer_fds) ::close(f);
   Log(LogLevel::kInfo, "serve.stop", {{"master_pid", static_cast<int64_t>(master)}});
   return exit_code;
 }
@@ -2070,6 +2309,7 @@ void Usage() {
       "  jobs        queue and run training and batch jobs (worker, submit, list, show)\n"
       "  import      load historical NDJSON files into the master dataset in MongoDB (backfill)\n"
       "  probe       GET a status URL, exit 0 on 2xx (the image's health check)\n"
+      "  watch       supervise local Duet processes: restart when down or stuck, alert a webhook\n"
       "  report      show figures per experiment and variant (--json for programs)\n"
       "  bad-rows    list or export rejected lines with their reason and payload\n"
       "  parse-only  benchmark baseline: read and JSON-parse, nothing else\n"
@@ -2097,6 +2337,7 @@ int main(int argc, char** argv) {
           {"stream", CmdStream}, {"collect", CmdCollect},   {"archive", CmdArchive},
           {"serve", CmdServe},   {"train", CmdTrain},       {"models", CmdModels},
           {"jobs", CmdJobs},     {"import", CmdImport},     {"probe", CmdProbe},
+          {"watch", CmdWatch},
       };
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     Usage();

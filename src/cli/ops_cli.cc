@@ -1,10 +1,5 @@
 #include "cli/ops_cli.h"
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -14,6 +9,7 @@
 
 #include "batch/batch.h"
 #include "cli/common.h"
+#include "cli/http_client.h"
 #include "log/log.h"
 #include "mongoraw/raw_collection.h"
 #include "util/config.h"
@@ -23,90 +19,19 @@
 namespace duet {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-
-struct Url {
-  std::string host;
-  std::string port;
-  std::string target;
-};
-
-// http://HOST[:PORT][/PATH]; InvalidArgument naming the flag otherwise.
-Result<Url> ParseHttpUrl(const std::string& text) {
-  const std::string scheme = "http://";
-  const auto bad = [&](const std::string& why) {
-    return Status::InvalidArgument("--url '" + text + "': " + why +
-                                   "; expected http://HOST:PORT/PATH, e.g. "
-                                   "http://127.0.0.1:8080/healthz");
-  };
-  if (!text.starts_with(scheme)) return bad("not an http:// URL");
-  const std::string rest = text.substr(scheme.size());
-  const size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  Url u;
-  u.target = slash == std::string::npos ? "/" : rest.substr(slash);
-  if (authority.empty()) return bad("no host");
-  u.port = "80";
-  const size_t bracket = authority.rfind(']');
-  const size_t colon = authority.rfind(':');
-  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
-    u.port = authority.substr(colon + 1);
-    authority = authority.substr(0, colon);
-    if (u.port.empty() || u.port.size() > 5 ||
-        u.port.find_first_not_of("0123456789") != std::string::npos) {
-      return bad("port '" + u.port + "' is not a number");
-    }
-  }
-  if (authority.size() >= 2 && authority.front() == '[' && authority.back() == ']') {
-    authority = authority.substr(1, authority.size() - 2);
-  }
-  u.host = authority;
-  return u;
-}
-
 // Exit codes of probe: 0 healthy, 1 not.
-int ProbeOnce(const Url& u, const std::string& url, int64_t timeout_ms) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  asio::ip::tcp::resolver resolver(io);
-  beast::error_code ec;
-  const auto endpoints = resolver.resolve(u.host, u.port, ec);
-  if (ec) {
-    std::fprintf(stderr, "duet probe: %s: cannot resolve %s: %s\n", url.c_str(), u.host.c_str(),
-                 ec.message().c_str());
+int ProbeOnce(const HttpUrl& u, const std::string& url, int64_t timeout_ms) {
+  HttpCall call;
+  call.user_agent = "duet-probe";
+  call.timeout_ms = timeout_ms;
+  auto reply = HttpFetch(u, call);
+  if (!reply.ok()) {
+    std::fprintf(stderr, "duet probe: %s: %s\n", url.c_str(), reply.status().message().c_str());
     return kExitFailure;
   }
-  http::request<http::empty_body> req{http::verb::get, u.target, 11};
-  req.set(http::field::host, u.host);
-  req.set(http::field::user_agent, "duet-probe");
-  req.set(http::field::connection, "close");
-  http::response<http::string_body> res;
-  beast::flat_buffer buffer;
-  const auto fail = [&](const char* step) {
-    std::fprintf(stderr, "duet probe: %s: %s failed: %s\n", url.c_str(), step,
-                 ec == beast::error::timeout
-                     ? ("no answer within " + std::to_string(timeout_ms) + " ms").c_str()
-                     : ec.message().c_str());
-    return kExitFailure;
-  };
-  // One deadline for the whole exchange: a server that accepts and never answers fails too.
-  stream.expires_after(std::chrono::milliseconds(timeout_ms));
-  stream.async_connect(endpoints, [&](beast::error_code e, const auto&) { ec = e; });
-  io.run();
-  if (ec) return fail("connect");
-  io.restart();
-  http::async_write(stream, req, [&](beast::error_code e, size_t) { ec = e; });
-  io.run();
-  if (ec) return fail("request");
-  io.restart();
-  http::async_read(stream, buffer, res, [&](beast::error_code e, size_t) { ec = e; });
-  io.run();
-  if (ec) return fail("response");
-  const unsigned status = res.result_int();
+  const unsigned status = reply->status;
   if (status >= 200 && status < 300) return kExitOk;
-  std::string body = res.body().substr(0, 300);
+  std::string body = reply->body.substr(0, 300);
   for (char& c : body) c = c == '\n' ? ' ' : c;
   std::fprintf(stderr, "duet probe: %s answered %u: %s\n", url.c_str(), status, body.c_str());
   return kExitFailure;
@@ -125,7 +50,7 @@ int CmdProbe(const std::vector<std::string>& args) {
       rc >= 0) {
     return rc;
   }
-  auto url = ParseHttpUrl(c.String("url"));
+  auto url = ParseHttpUrl("--url", c.String("url"));
   if (!url.ok()) return Fail("probe", url.status());
   auto timeout = c.DurationMs("timeout");
   if (!timeout.ok()) return Fail("probe", timeout.status());

@@ -14,9 +14,11 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <functional>
-#include <mutex>
+#include <memory>
+#include <optional>
 #include <thread>
 
+#include "collect/overload.h"
 #include "log/kafka_conf.h"
 #include "util/log.h"
 
@@ -91,26 +93,13 @@ namespace {
 // on the wire with headers) and librdkafka's message.max.bytes (1,000,000).
 constexpr size_t kMaxMessageBytes = 900'000;
 
-// The beacons of one request in flight: the last delivery report completes it.
-struct Tracker {
-  std::atomic<int64_t> pending{1};  // +1 held by the producing thread until it has produced all
-  std::atomic<bool> failed{false};
-  std::mutex mu;
-  std::string error;
-  std::function<void(bool ok, std::string error)> done;
+// The discarded body of a request shed at its header is read in chunks of this size.
+constexpr size_t kDiscardChunkBytes = 16 * 1024;
 
-  void Fail(std::string why) {
-    std::lock_guard<std::mutex> l(mu);
-    if (!failed.exchange(true)) error = std::move(why);
-  }
-  // Drops `n` pending; the one that reaches zero completes the request.
-  void Release(int64_t n) {
-    if (pending.fetch_sub(n) == n) {
-      done(!failed.load(), error);
-      delete this;
-    }
-  }
-};
+std::string InFlightDetail(int64_t max) {
+  return "the collector already has " + std::to_string(max) +
+         " requests in flight (--max-in-flight); retry after Retry-After seconds";
+}
 
 class Metrics {
  public:
@@ -130,6 +119,22 @@ class Metrics {
                       .Help("Beacons of requests answered 503 (the client retries them)")
                       .Register(*registry_)
                       .Add({})),
+        shed_(prometheus::BuildCounter()
+                  .Name("duet_collect_shed_total")
+                  .Help("Requests not accepted, by reason: in_flight (429), queue_full, "
+                        "delivery_timeout, kafka_error, shutting_down (503)")
+                  .Register(*registry_)),
+        in_flight_(prometheus::BuildGauge()
+                       .Name("duet_collect_in_flight")
+                       .Help("POST /v1/beacons requests received (header read) and not yet "
+                             "answered")
+                       .Register(*registry_)
+                       .Add({})),
+        max_in_flight_(prometheus::BuildGauge()
+                           .Name("duet_collect_max_in_flight")
+                           .Help("The bound on duet_collect_in_flight; beyond it, 429")
+                           .Register(*registry_)
+                           .Add({})),
         latency_(prometheus::BuildHistogram()
                      .Name("duet_collect_request_duration_seconds")
                      .Help("Time from a request's arrival to its answer")
@@ -152,6 +157,14 @@ class Metrics {
     requests_.Add({{"code", std::to_string(code)}}).Increment();
     latency_.Observe(seconds);
   }
+  // A request not accepted for `reason` (429 or 503).
+  void Shed(ShedReason reason) {
+    shed_.Add({{"reason", std::string(ShedReasonName(reason))}}).Increment();
+  }
+  void InFlight(int64_t now, int64_t max) {
+    in_flight_.Set(static_cast<double>(now));
+    max_in_flight_.Set(static_cast<double>(max));
+  }
   prometheus::Counter& beacons() { return beacons_; }
   prometheus::Counter& rejected() { return rejected_; }
   prometheus::Gauge& queued() { return queued_; }
@@ -163,16 +176,19 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& beacons_;
   prometheus::Counter& rejected_;
+  prometheus::Family<prometheus::Counter>& shed_;
+  prometheus::Gauge& in_flight_;
+  prometheus::Gauge& max_in_flight_;
   prometheus::Histogram& latency_;
   prometheus::Gauge& queued_;
   prometheus::Gauge& ready_;
 };
 
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-  auto* t = static_cast<Tracker*>(m->_private);
+  auto* t = static_cast<RequestTracker*>(m->_private);
   if (t == nullptr) return;
-  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) t->Fail(rd_kafka_err2str(m->err));
-  t->Release(1);
+  const bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+  t->Delivered(ok, ShedReasonOfKafkaError(m->err), ok ? "" : rd_kafka_err2str(m->err));
 }
 
 class CollectorImpl;
@@ -187,6 +203,10 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void Read();
   void OnHeader(beast::error_code ec);
+  // A POST /v1/beacons beyond --max-in-flight: its body is read into a small reused buffer and
+  // dropped (no parse, no produce), then it is answered 429 on the same connection.
+  void ShedAtHeader();
+  void DiscardBody();
   void OnRead(beast::error_code ec);
   void Handle();
   void Send(http::response<http::string_body> res);
@@ -195,6 +215,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<http::buffer_body>> discard_;
+  std::unique_ptr<char[]> sink_;  // kDiscardChunkBytes, allocated on the first shed request
+  std::optional<InFlightLimit::Permit> permit_;  // held from the header until the answer
   http::request<http::string_body> req_;
   std::shared_ptr<http::response<http::string_body>> res_;
   std::shared_ptr<http::response<http::empty_body>> head_res_;
@@ -210,6 +233,7 @@ class CollectorImpl final : public Collector {
       : options_(std::move(o)),
         threads_(options_.threads > 0 ? options_.threads
                                       : std::max(1u, std::thread::hardware_concurrency())),
+        limit_(std::max<int64_t>(1, options_.max_in_flight)),
         ioc_(threads_),
         acceptor_(net::make_strand(ioc_)),
         accept_retry_(acceptor_.get_executor()) {}
@@ -222,6 +246,11 @@ class CollectorImpl final : public Collector {
   Status Init() {
     if (options_.brokers.empty()) return Status::InvalidArgument("--brokers is required");
     if (options_.topic.empty()) return Status::InvalidArgument("--topic is required");
+    if (options_.max_in_flight < 1) {
+      return Status::InvalidArgument(
+          "--max-in-flight is " + std::to_string(options_.max_in_flight) + "; expected at least 1");
+    }
+    metrics_.InFlight(0, limit_.max());
     char err[512];
     auto made = log::NewKafkaConf({
         {"bootstrap.servers", options_.brokers},
@@ -299,15 +328,25 @@ class CollectorImpl final : public Collector {
 
   const CollectorOptions& options() const { return options_; }
   Metrics& metrics() { return metrics_; }
+  InFlightLimit& limit() { return limit_; }
   bool ready() const { return ready_.load(); }
 
   // Produces the request's messages; `done` runs (on any thread) once all are acknowledged, or
-  // one failed or could not be queued.
-  void Produce(std::vector<Message> messages, std::function<void(bool, std::string)> done) {
-    auto* t = new Tracker;
-    t->done = std::move(done);
+  // as soon as one failed or could not be queued.
+  void Produce(std::vector<Message> messages, RequestTracker::Done done) {
     const auto n = static_cast<int64_t>(messages.size());
-    t->pending.fetch_add(n);
+    const auto queue_full = [&] {
+      return "the producer queue is full (" + std::to_string(options_.max_buffered_messages) +
+             " beacons)";
+    };
+    // A request the queue has no room for is refused whole, before any of it is queued: fewer
+    // partly produced requests (each one a retry the consumers deduplicate).
+    if (static_cast<int64_t>(rd_kafka_outq_len(rk_)) + n >
+        static_cast<int64_t>(options_.max_buffered_messages)) {
+      done(RequestTracker::Outcome{false, ShedReason::kQueueFull, queue_full()});
+      return;
+    }
+    RequestTracker* t = RequestTracker::Create(n, std::move(done));
     int64_t produced = 0;
     for (Message& m : messages) {
       const rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -316,10 +355,8 @@ class CollectorImpl final : public Collector {
           RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        t->Fail(e == RD_KAFKA_RESP_ERR__QUEUE_FULL
-                    ? "the producer queue is full (" +
-                          std::to_string(options_.max_buffered_messages) + " beacons)"
-                    : rd_kafka_err2str(e));
+        t->Fail(ShedReasonOfKafkaError(e),
+                e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? queue_full() : rd_kafka_err2str(e));
         break;
       }
       ++produced;
@@ -351,6 +388,7 @@ class CollectorImpl final : public Collector {
     while (!stop_poll_.load()) {
       rd_kafka_poll(rk_, 50);
       metrics_.queued().Set(rd_kafka_outq_len(rk_));
+      metrics_.InFlight(limit_.in_flight(), limit_.max());
     }
   }
 
@@ -381,6 +419,9 @@ class CollectorImpl final : public Collector {
 
   const CollectorOptions options_;
   const int threads_;
+  // Declared before ioc_: the sessions (owned by ioc_'s handlers) hold its permits and are
+  // destroyed with ioc_, before it.
+  InFlightLimit limit_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
   rd_kafka_t* rk_ = nullptr;
@@ -422,6 +463,14 @@ void Session::OnHeader(beast::error_code ec) {
     OnRead(http::error::body_limit);
     return;
   }
+  // Admission: a beacon request takes a slot now, before its body is read, and keeps it until it
+  // is answered; without one it is shed cheaply.
+  const std::string_view target(req.target().data(), req.target().size());
+  if (req.method() == http::verb::post && target.substr(0, target.find('?')) == "/v1/beacons" &&
+      !owner_->limit().TryAcquire(&permit_)) {
+    ShedAtHeader();
+    return;
+  }
   const auto read_body = [self = shared_from_this()] {
     http::async_read(self->stream_, self->buffer_, *self->parser_,
                      [self](beast::error_code e, size_t) { self->OnRead(e); });
@@ -434,6 +483,44 @@ void Session::OnHeader(beast::error_code ec) {
     return;
   }
   read_body();
+}
+
+void Session::ShedAtHeader() {
+  started_ = std::chrono::steady_clock::now();
+  owner_->metrics().Shed(ShedReason::kInFlight);
+  req_ = {};
+  req_.base() = parser_->get().base();  // for keep-alive; the body is never stored
+  const std::string detail = InFlightDetail(owner_->limit().max());
+  if (beast::iequals(req_[http::field::expect], "100-continue") || parser_->is_done()) {
+    // The client waits for our word before sending the body (or there is none): answer now. After
+    // a 100-continue refusal the connection is closed, since the client may send the body anyway.
+    const bool close = !parser_->is_done();
+    Problem(http::status::too_many_requests, detail, close);
+    return;
+  }
+  discard_.emplace(std::move(*parser_));
+  if (sink_ == nullptr) sink_ = std::make_unique<char[]>(kDiscardChunkBytes);
+  DiscardBody();
+}
+
+void Session::DiscardBody() {
+  discard_->get().body().data = sink_.get();
+  discard_->get().body().size = kDiscardChunkBytes;
+  http::async_read(
+      stream_, buffer_, *discard_, [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {  // the client went away, or sent a malformed or oversized body: nothing to answer
+          beast::error_code ignored;
+          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+          return;
+        }
+        if (!self->discard_->is_done()) {
+          self->DiscardBody();
+          return;
+        }
+        self->discard_.reset();
+        self->Problem(http::status::too_many_requests, InFlightDetail(self->owner_->limit().max()));
+      });
 }
 
 void Session::OnRead(beast::error_code ec) {
@@ -472,7 +559,7 @@ void Session::Problem(http::status status, std::string detail, bool close) {
   }
   body += "\"}";
   res.body() = std::move(body);
-  if (status == http::status::service_unavailable) {
+  if (status == http::status::service_unavailable || status == http::status::too_many_requests) {
     res.set(http::field::retry_after, std::to_string(owner_->options().retry_after_s));
   }
   res.keep_alive(!close && req_.keep_alive());
@@ -497,6 +584,7 @@ void Session::Handle() {
     if (path == "/healthz")
       return text(http::status::ok, "{\"status\":\"ok\"}\n", "application/json");
     if (path == "/metrics") {
+      owner_->metrics().InFlight(owner_->limit().in_flight(), owner_->limit().max());
       return text(http::status::ok, owner_->metrics().Text(),
                   "text/plain; version=0.0.4; charset=utf-8");
     }
@@ -524,11 +612,13 @@ void Session::Handle() {
   // `stopping`; uncounted only once the answer is being written (Send counts writes).
   owner_->BeginRequest();
   if (owner_->stopping()) {
+    owner_->metrics().Shed(ShedReason::kShuttingDown);
     Problem(http::status::service_unavailable, "the collector is shutting down", /*close=*/true);
     owner_->EndRequest();
     return;
   }
   std::vector<Message> messages = SplitBody(req_.body(), *type);
+  std::string().swap(req_.body());  // the producer copies the beacons: the body is not needed
   const size_t n = messages.size();
   // Requests that could never succeed get 413, not a 503 the client would retry forever.
   if (n > owner_->options().max_buffered_messages) {
@@ -552,26 +642,30 @@ void Session::Handle() {
     owner_->EndRequest();
     return;
   }
-  owner_->Produce(std::move(messages), [self = shared_from_this(), n](bool ok, std::string error) {
-    net::post(self->stream_.get_executor(), [self, ok, n, error] {
-      if (ok) {
-        self->owner_->metrics().beacons().Increment(static_cast<double>(n));
-        http::response<http::string_body> res{http::status::accepted, 11};
-        res.set(http::field::content_type, "application/json");
-        res.body() = "{\"accepted\":" + std::to_string(n) + "}\n";
-        res.keep_alive(self->req_.keep_alive());
-        self->Send(std::move(res));
-      } else {
-        self->owner_->metrics().rejected().Increment(static_cast<double>(n));
-        self->Problem(http::status::service_unavailable,
-                      "Kafka did not acknowledge every beacon (" + error + "); retry the request");
-      }
-      self->owner_->EndRequest();  // after Send counted the write: Stop never sees a gap
-    });
-  });
+  owner_->Produce(
+      std::move(messages), [self = shared_from_this(), n](const RequestTracker::Outcome& outcome) {
+        net::post(self->stream_.get_executor(), [self, n, outcome] {
+          if (outcome.accepted) {
+            self->owner_->metrics().beacons().Increment(static_cast<double>(n));
+            http::response<http::string_body> res{http::status::accepted, 11};
+            res.set(http::field::content_type, "application/json");
+            res.body() = "{\"accepted\":" + std::to_string(n) + "}\n";
+            res.keep_alive(self->req_.keep_alive());
+            self->Send(std::move(res));
+          } else {
+            self->owner_->metrics().rejected().Increment(static_cast<double>(n));
+            self->owner_->metrics().Shed(outcome.reason);
+            self->Problem(http::status::service_unavailable,
+                          "Kafka did not acknowledge every beacon (" + outcome.error +
+                              "); retry the request");
+          }
+          self->owner_->EndRequest();  // after Send counted the write: Stop never sees a gap
+        });
+      });
 }
 
 void Session::Send(http::response<http::string_body> res) {
+  permit_.reset();  // answered: the slot is free for the next request
   res.set(http::field::server, "duet-collect");
   res.prepare_payload();
   owner_->metrics().Answered(

@@ -8,10 +8,13 @@
 // only once the broker acknowledged every beacon of the request (idempotent producer,
 // acks=all); when Kafka cannot take them (the bounded producer queue is full, or delivery times
 // out) it is 503 with Retry-After — an acknowledged beacon is never lost, and a retried request
-// is deduplicated downstream by id.
+// is deduplicated downstream by id. Beyond max_in_flight requests received and not yet answered,
+// a request is answered 429 with Retry-After from its header, its body dropped unparsed and
+// nothing produced (overload control: collect/overload.h, docs/overload.md). A 429 or 503 never
+// means "accepted"; after a 503 some of the request's beacons may be in Kafka anyway.
 //
-// GET /healthz (the process serves), /readyz (a broker answered within the last few seconds),
-// /metrics (Prometheus text).
+// GET /healthz (the process serves), /readyz (a broker answered within the last few seconds; not
+// turned 503 by shedding, see docs/overload.md), /metrics (Prometheus text).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +61,10 @@ struct CollectorOptions {
   size_t max_body_bytes = 1 << 20;         // larger bodies get 413
   size_t max_buffered_messages = 100'000;  // producer queue bound; beyond it, 503
   int delivery_timeout_ms = 10'000;        // a beacon not acknowledged by then: 503
+  // POST /v1/beacons requests received (header read) and not yet answered; beyond it, 429 with
+  // Retry-After before the body is parsed. Memory held by requests is at most about
+  // max_in_flight × 3 × max_body_bytes (body, split beacons, producer copy).
+  int64_t max_in_flight = 256;
   int retry_after_s = 5;
 };
 

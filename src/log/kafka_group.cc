@@ -127,7 +127,15 @@ class GroupConsumer final : public KafkaGroupConsumer {
 
   std::vector<Owned> Assignment() const override {
     std::vector<Owned> out;
-    for (const auto& [p, s] : owned_) out.push_back(Owned{p, s.cursor.next(), s.end, s.held});
+    for (const auto& [p, s] : owned_) {
+      int64_t low = -1, high = -1;
+      if (rd_kafka_get_watermark_offsets(rk_, source_.topic.c_str(), p, &low, &high) !=
+              RD_KAFKA_RESP_ERR_NO_ERROR ||
+          high < 0) {
+        high = -1;
+      }
+      out.push_back(Owned{p, s.cursor.next(), s.end, s.held, high});
+    }
     return out;
   }
 

@@ -77,6 +77,10 @@ class KafkaGroupConsumer {
     int64_t next = 0;  // the offset of the next record to return (-1: not known yet)
     int64_t end = 0;   // the partition's end offset when it was assigned
     bool held = false;
+    // The partition's end offset now, as last reported by the broker to this consumer's
+    // background fetches (librdkafka's cached high watermark: no request is made); -1 while not
+    // known yet. The lag of the member is high - next.
+    int64_t high = -1;
   };
   // The partitions this member owns now, by partition.
   virtual std::vector<Owned> Assignment() const = 0;

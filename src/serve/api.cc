@@ -19,6 +19,7 @@
 #include "report/report.h"
 #include "serve/job_api.h"
 #include "serve/model_api.h"
+#include "serve/worker_metrics.h"
 #include "stats/ab.h"
 #include "util/json_writer.h"
 
@@ -759,25 +760,30 @@ void ServeProbe::Refreshed(bool ok, const Snapshot* s, int64_t now_ms) {
   }
 }
 
-std::string ServeProbe::Text(int64_t now_ms, int64_t loaded_ms) {
+std::vector<prometheus::MetricFamily> ServeProbe::Collect(int64_t now_ms, int64_t loaded_ms) {
   std::lock_guard<std::mutex> l(impl_->mu);
   if (loaded_ms > 0) impl_->age.Set((now_ms - loaded_ms) / 1000.0);
+  return impl_->registry->Collect();
+}
+
+std::string ServeProbe::Text(int64_t now_ms, int64_t loaded_ms) {
   const prometheus::TextSerializer serializer;
-  return serializer.Serialize(impl_->registry->Collect());
+  return serializer.Serialize(Collect(now_ms, loaded_ms));
 }
 
 // ------------------------------------------------------------------ routing
 
 Api::Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
          std::function<int64_t()> now_ms, const std::vector<Asset>* assets, const ModelApi* models,
-         const JobApi* jobs)
+         const JobApi* jobs, const WorkerMetrics* workers)
     : cache_(cache),
       probe_(probe),
       options_(options),
       now_ms_(std::move(now_ms)),
       assets_(assets),
       models_(models),
-      jobs_(jobs) {}
+      jobs_(jobs),
+      workers_(workers) {}
 
 HttpResponse Api::Handle(const HttpRequest& request) const {
   const auto start = std::chrono::steady_clock::now();
@@ -838,7 +844,11 @@ HttpResponse Api::Route(const HttpRequest& req, std::string* route) const {
     auto snap = cache_->Current();
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = probe_ != nullptr ? probe_->Text(now, snap ? snap->loaded_ms : 0) : "";
+    if (workers_ != nullptr) {
+      r.body = workers_->MergedText();
+    } else if (probe_ != nullptr) {
+      r.body = probe_->Text(now, snap ? snap->loaded_ms : 0);
+    }
     return r;
   }
   if (path == "/readyz") {

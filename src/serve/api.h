@@ -3,8 +3,11 @@
 // tests call it directly.
 //
 // ServeProbe owns the Prometheus metrics of the process (requests, latency, freshness of the
-// served views, pipeline figures) and renders them for /metrics.
+// served views, pipeline figures) and renders them for /metrics. With prefork workers, /metrics
+// merges every worker's (serve/worker_metrics.h).
 #pragma once
+
+#include <prometheus/metric_family.h>
 
 #include <cstdint>
 #include <functional>
@@ -43,7 +46,10 @@ class ServeProbe {
   void Predicted(int64_t rows);
   // A model load by the ModelCache; `version` is the one served after it (0: none).
   void ModelLoaded(bool ok, int64_t version);
-  // The Prometheus text exposition of every metric.
+  // Every metric, collected; the views' age is set from `loaded_ms` (the served snapshot's load
+  // time) when it is > 0.
+  std::vector<prometheus::MetricFamily> Collect(int64_t now_ms, int64_t loaded_ms);
+  // The Prometheus text exposition of Collect.
   std::string Text(int64_t now_ms, int64_t loaded_ms);
 
  private:
@@ -60,15 +66,18 @@ struct ApiOptions {
 
 class ModelApi;
 class JobApi;
+class WorkerMetrics;
 
 class Api {
  public:
   // `cache`, `probe` must outlive the Api. `now_ms`: the wall clock (simulated in tests).
   // `models` (may be null: no model routes) answers /v1/predict and /v1/models; `jobs` (may be
-  // null) the admin routes /v1/jobs and /v1/jobs/{id}.
+  // null) the admin routes /v1/jobs and /v1/jobs/{id}. `workers` (may be null: this process
+  // alone) answers /metrics with the metrics of every prefork worker merged.
   Api(const ViewCache* cache, ServeProbe* probe, ApiOptions options,
       std::function<int64_t()> now_ms, const std::vector<Asset>* assets,
-      const ModelApi* models = nullptr, const JobApi* jobs = nullptr);
+      const ModelApi* models = nullptr, const JobApi* jobs = nullptr,
+      const WorkerMetrics* workers = nullptr);
 
   // Thread-safe.
   HttpResponse Handle(const HttpRequest& request) const;
@@ -83,6 +92,7 @@ class Api {
   const std::vector<Asset>* const assets_;
   const ModelApi* const models_;
   const JobApi* const jobs_;
+  const WorkerMetrics* const workers_;
 };
 
 }  // namespace duet::serve

@@ -143,7 +143,68 @@ void PartitionedSpeed::OnRevoked(int partition) {
   }
 }
 
+Result<std::map<int, int64_t>> PartitionedSpeed::StoredEpochs() {
+  auto scopes = store_->ReadSpeedScopes();
+  if (!scopes.ok()) return scopes.status();
+  std::map<int, int64_t> out;
+  const std::string prefix = topic_ + "/";
+  for (const store::SpeedScope& s : *scopes) {
+    if (s.scope.rfind(prefix, 0) == 0) out[log::KafkaPartitionOf(s.scope)] = s.epoch;
+  }
+  return out;
+}
+
+void PartitionedSpeed::SetStandby(bool standby) {
+  if (standby == standby_) return;
+  standby_ = standby;
+  if (standby) {
+    for (auto& [p, e] : engines_) consumer_->Hold(p);
+    return;
+  }
+  // Taking over: engines at the stored epoch read on from their checkpoint's offsets; the others
+  // (or all, if the epochs cannot be read now) are rebuilt by the next round.
+  auto epochs = StoredEpochs();
+  for (auto& [p, e] : engines_) {
+    if (e.speed == nullptr) continue;
+    if (epochs.ok()) {
+      const auto it = epochs->find(p);
+      const int64_t stored = it == epochs->end() ? 0 : it->second;
+      if (stored == e.speed->epoch() && consumer_->Start(p, e.log->start()).ok()) continue;
+    }
+    e.speed.reset();
+  }
+}
+
+Result<RoundResult> PartitionedSpeed::StandbyRound() {
+  RoundResult result;
+  for (auto& [p, e] : engines_) consumer_->Hold(p);
+  auto epochs = StoredEpochs();
+  if (!epochs.ok()) {
+    result.failures.emplace_back(-1, epochs.status());
+    return result;
+  }
+  for (auto& [p, e] : engines_) {
+    const auto it = epochs->find(p);
+    const int64_t stored = it == epochs->end() ? 0 : it->second;
+    if (e.speed != nullptr && e.speed->epoch() == stored) continue;
+    auto start = Build(p, &e);  // the active writer moved on: follow it
+    if (!start.ok()) {
+      e.speed.reset();
+      result.failures.emplace_back(p, start.status());
+    }
+  }
+  if (!fatal_.ok()) return fatal_;
+  // Keeps the group membership alive (rebalances happen inside Poll); whatever a partition
+  // assigned meanwhile returned is dropped by holding it.
+  DUET_RETURN_IF_ERROR(consumer_->Poll(options_.max_batch_lines, &records_));
+  if (!fatal_.ok()) return fatal_;
+  for (auto& [p, e] : engines_) consumer_->Hold(p);
+  records_.clear();
+  return result;
+}
+
 Result<RoundResult> PartitionedSpeed::Round() {
+  if (standby_) return StandbyRound();
   RoundResult result;
   if (!fatal_.ok()) return fatal_;
   // Held partitions: rebuild their engines from the checkpoint and read them from there.
@@ -158,6 +219,7 @@ Result<RoundResult> PartitionedSpeed::Round() {
     }
     Log(LogLevel::kInfo, "stream.partition_resumed",
         {{"scope", topic_ + "/" + std::to_string(p)}, {"start", *start}});
+    ++result.resumed;
   }
   if (!fatal_.ok()) return fatal_;
   DUET_RETURN_IF_ERROR(consumer_->Poll(options_.max_batch_lines, &records_));

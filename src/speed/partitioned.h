@@ -44,6 +44,7 @@ struct RoundResult {
   std::vector<PartitionBatch> batches;           // micro-batches committed (lines > 0)
   std::vector<std::pair<int, Status>> failures;  // partitions held after a failure
   uint64_t lines = 0;                            // lines committed this round
+  size_t resumed = 0;  // held partitions rebuilt from their checkpoint this round (not read yet)
 };
 
 class PartitionedSpeed final : public log::PartitionListener {
@@ -70,6 +71,14 @@ class PartitionedSpeed final : public log::PartitionListener {
   // retried at a later round; an error that retrying cannot fix (a damaged checkpoint, settings
   // that differ from the checkpoint's, a position no longer in the topic) is returned.
   Result<RoundResult> Round();
+
+  // Standby — the passive one of active/passive writers (docs/operations.md): owned partitions
+  // are not read and nothing is committed; each round rebuilds the engine of every partition
+  // whose checkpoint the active writer moved on since, so that the state stays warm. Leaving
+  // standby reads every partition from its checkpoint: engines still at the stored epoch go on
+  // at once, the others are rebuilt first (at the next round). Call between rounds.
+  void SetStandby(bool standby);
+  bool standby() const { return standby_; }
 
   // This member owns at least one partition and has read each to the end offset it had when it
   // was assigned (what `duet stream --drain` waits for).
@@ -100,6 +109,11 @@ class PartitionedSpeed final : public log::PartitionListener {
   std::map<int, Engine> engines_;
   std::vector<log::LogRecord> records_;
   Status fatal_;  // an error found inside a listener call, returned by the next Round
+  bool standby_ = false;
+  // A standby round: the partitions held, the engines brought to the stored epochs.
+  Result<RoundResult> StandbyRound();
+  // Every scope's stored epoch, by partition.
+  Result<std::map<int, int64_t>> StoredEpochs();
 };
 
 }  // namespace duet::speed

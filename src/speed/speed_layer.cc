@@ -192,6 +192,8 @@ class SpeedLayer::Impl {
     DUET_RETURN_IF_ERROR(FoldCompleteSessions());
 
     checkpoint_.epoch = epoch_ + 1;
+    checkpoint_.lease = options_.lease;
+    checkpoint_.lease_token = options_.lease_token != nullptr ? options_.lease_token->load() : 0;
     // When a micro-batch touched a large share of the visitors (catching up), one compressed
     // snapshot of every visitor is cheaper than a record per visitor; otherwise (live), only the
     // touched visitors are written. Ids are always written once, as this epoch's id record.
@@ -273,6 +275,7 @@ class SpeedLayer::Impl {
   }
 
   const core::Views& views() const { return views_; }
+  int64_t epoch() const { return epoch_; }
 
  private:
   struct Dirty {
@@ -732,10 +735,22 @@ class SpeedLayer::Impl {
     if (r.Str() != kMagic)
       return Status::Corruption("speed checkpoint: not a Duet speed checkpoint");
     const uint64_t version = r.U64();
+    if (version > kFormatVersion) {
+      return Status::FailedPrecondition(
+          "speed checkpoint: format version " + std::to_string(version) +
+          " was written by a newer Duet; this build reads version " +
+          std::to_string(kFormatVersion) +
+          " only. Run the newer version (a rollback needs an empty store: the speed layer then "
+          "replays the log; docs/operations.md, Upgrades)");
+    }
     if (version != kFormatVersion) {
-      return Status::InvalidArgument("speed checkpoint: format version " + std::to_string(version) +
-                                     " is not supported by this build (expected " +
-                                     std::to_string(kFormatVersion) + ")");
+      return Status::FailedPrecondition(
+          "speed checkpoint: format version " + std::to_string(version) +
+          " was written by an older Duet that this build no longer reads; this build reads "
+          "version " +
+          std::to_string(kFormatVersion) +
+          " only. Finish with the older version, or start this one on an empty store (the speed "
+          "layer then replays the log; docs/operations.md, Upgrades)");
     }
     const int64_t gap = r.I64(), lateness = r.I64(), ttl = r.I64();
     if (gap != options_.session_gap_ms || lateness != options_.lateness_ms ||
@@ -858,5 +873,6 @@ SpeedLayer::~SpeedLayer() = default;
 Status SpeedLayer::Recover() { return impl_->Recover(); }
 Result<MicroBatchStats> SpeedLayer::Step(bool final) { return impl_->Step(final); }
 const core::Views& SpeedLayer::views() const { return impl_->views(); }
+int64_t SpeedLayer::epoch() const { return impl_->epoch(); }
 
 }  // namespace duet::speed

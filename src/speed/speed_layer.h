@@ -11,6 +11,7 @@
 // stays in the views.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,6 +48,12 @@ struct SpeedOptions {
   // Live scoring: when this returns a model, every micro-batch scores the sessions in progress
   // with it (core::LiveScores in the views). Called once per micro-batch; may be empty.
   std::function<std::shared_ptr<const model::LoadedModel>()> model;
+  // Active/passive writers (docs/operations.md): when `lease` is not empty, every commit carries
+  // the token `lease_token` points to (read at commit time: the holder renews and may lose the
+  // lease between micro-batches), and the store refuses it once the token is not the lease's
+  // current one (store::SpeedCheckpoint::lease_token). Must outlive the SpeedLayer.
+  std::string lease;
+  const std::atomic<int64_t>* lease_token = nullptr;
 };
 
 struct MicroBatchStats {
@@ -89,6 +96,8 @@ class SpeedLayer {
 
   // The views as of the last Step (or Recover).
   const core::Views& views() const;
+  // The checkpoint epoch as of the last Step (or Recover); 0 before any commit.
+  int64_t epoch() const;
 
  private:
   class Impl;

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -43,6 +45,9 @@ constexpr const char* kJobs = "duet_jobs";
 constexpr const char* kJobClaims = "duet_job_claims";
 constexpr const char* kJobFinishes = "duet_job_finishes";
 constexpr const char* kJobLogs = "duet_job_logs";
+// One document per holding of a writer lease, _id "<name>/<token>": taking a lease inserts the
+// next token's document, so of two takers the _id index admits one (atomic on FerretDB too).
+constexpr const char* kLeases = "duet_writer_leases";
 // A claim that loses the race for its kind's next claim number re-reads and tries again; after
 // this many lost races ClaimJob answers "nothing claimed" (the winners run the jobs).
 constexpr int kJobClaimAttempts = 16;
@@ -205,6 +210,16 @@ class MongoStore final : public Store {
         return Status::Ok();
       }
       if (cp.epoch != current + 1) return EpochAborted(cp, current);
+      if (!cp.lease.empty()) {
+        // The lease's current holding, and the pointer's fence: once a newer holder committed,
+        // no older one ever flips again (the flip below is conditional on the epoch read here).
+        std::optional<WriterLease> lease;
+        DUET_RETURN_IF_ERROR(LatestLease(k.leases, cp.lease, &lease));
+        if (!lease || lease->token != cp.lease_token ||
+            (exists && View(pointer.get()).I64("fence") > cp.lease_token)) {
+          return FencedOff(cp, lease);
+        }
+      }
       // Bad rows are keyed by (source, offset) and the same on every replay: written first,
       // they may be visible a moment before the micro-batch that found them commits.
       DUET_RETURN_IF_ERROR(PutBadRowsIn(k.bad_rows, "speed", 0, bad_rows));
@@ -255,6 +270,7 @@ class MongoStore final : public Store {
       }
       doc.Str("_id", cp.scope)
           .I64("epoch", cp.epoch)
+          .I64("fence", std::max(exists ? View(pointer.get()).I64("fence") : 0, cp.lease_token))
           .Str("token", token)
           .Str("positions", cp.positions)
           .I64("delta_boundary", cp.delta_boundary_ms)
@@ -295,6 +311,66 @@ class MongoStore final : public Store {
       CollectSpeedGarbage(k, cp, token);
       return Status::Ok();
     }
+  }
+
+  Result<WriterLease> AcquireWriterLease(std::string_view name, std::string_view holder,
+                                         int64_t now_ms, int64_t ttl_ms) override {
+    WriterLease out;
+    DUET_RETURN_IF_ERROR(Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      std::optional<WriterLease> current;
+      DUET_RETURN_IF_ERROR(LatestLease(k.leases, name, &current));
+      out = WriterLease{std::string(name), std::string(holder), 1, now_ms + ttl_ms};
+      bson_error_t e;
+      if (current && current->holder == holder) {
+        // A renewal: the holding's expiry moves; then the holding must still be the latest (a
+        // taker may have inserted the next one meanwhile, seeing it expired).
+        Bson sel, set, update;
+        sel.Str("_id", LeaseId(name, current->token)).Str("holder", holder);
+        set.I64("expires_ms", out.expires_ms);
+        update.Doc("$set", set);
+        if (!mongoc_collection_update_one(k.leases, sel.get(), update.get(), nullptr, nullptr,
+                                          &e)) {
+          return Error(e, "renew a writer lease");
+        }
+        std::optional<WriterLease> now;
+        DUET_RETURN_IF_ERROR(LatestLease(k.leases, name, &now));
+        if (!now || now->token != current->token) {
+          return LeaseHeldElsewhere(now ? *now : *current, now_ms);
+        }
+        out.token = current->token;
+        return Status::Ok();
+      }
+      if (current && current->expires_ms >= now_ms) return LeaseHeldElsewhere(*current, now_ms);
+      out.token = current ? current->token + 1 : 1;
+      Bson doc;
+      doc.Str("_id", LeaseId(name, out.token))
+          .Str("name", name)
+          .Str("holder", holder)
+          .I64("token", out.token)
+          .I64("expires_ms", out.expires_ms);
+      if (mongoc_collection_insert_one(k.leases, doc.get(), nullptr, nullptr, &e)) {
+        return Status::Ok();
+      }
+      if (!DuplicateKey(e)) return Error(e, "take a writer lease");
+      // Another taker got this token first (or a retry of our own insert whose reply was lost).
+      std::optional<WriterLease> now;
+      DUET_RETURN_IF_ERROR(LatestLease(k.leases, name, &now));
+      if (now && now->token == out.token && now->holder == holder) return Status::Ok();
+      return LeaseHeldElsewhere(now ? *now : out, now_ms);
+    }));
+    return out;
+  }
+
+  Result<std::optional<WriterLease>> ReadWriterLease(std::string_view name) override {
+    std::optional<WriterLease> out;
+    DUET_RETURN_IF_ERROR(Retry([&]() -> Status {
+      Client c(pool_);
+      Colls k(this, c);
+      return LatestLease(k.leases, name, &out);
+    }));
+    return out;
   }
 
   Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) override {
@@ -1041,17 +1117,18 @@ class MongoStore final : public Store {
           jobs(s->Coll(c, kJobs)),
           claims(s->Coll(c, kJobClaims)),
           finishes(s->Coll(c, kJobFinishes)),
-          logs(s->Coll(c, kJobLogs)) {}
+          logs(s->Coll(c, kJobLogs)),
+          leases(s->Coll(c, kLeases)) {}
     ~Colls() {
       for (mongoc_collection_t* x : {meta, views, blobs, bad_rows, scopes, records, models,
-                                     promotions, jobs, claims, finishes, logs}) {
+                                     promotions, jobs, claims, finishes, logs, leases}) {
         mongoc_collection_destroy(x);
       }
     }
     Colls(const Colls&) = delete;
     Colls& operator=(const Colls&) = delete;
     mongoc_collection_t *meta, *views, *blobs, *bad_rows, *scopes, *records, *models, *promotions;
-    mongoc_collection_t *jobs, *claims, *finishes, *logs;
+    mongoc_collection_t *jobs, *claims, *finishes, *logs, *leases;
   };
 
   // ---- errors and retries
@@ -1328,6 +1405,25 @@ class MongoStore final : public Store {
   }
 
   // The newest promotion (greatest _id), if any.
+  static std::string LeaseId(std::string_view name, int64_t token) {
+    char digits[24];
+    std::snprintf(digits, sizeof digits, "%020" PRId64, token);
+    return std::string(name) + "/" + digits;
+  }
+
+  // The latest holding of the lease `name` (the greatest token), if any.
+  Status LatestLease(mongoc_collection_t* leases, std::string_view name,
+                     std::optional<WriterLease>* out) const {
+    Bson filter, opts, sort;
+    filter.Str("name", name);
+    sort.I64("token", -1);
+    opts.Doc("sort", sort).I64("limit", 1);
+    out->reset();
+    return Find(leases, filter, opts, "read a writer lease", [&](const View& v) {
+      *out = WriterLease{std::string(name), v.Str("holder"), v.I64("token"), v.I64("expires_ms")};
+    });
+  }
+
   Status LastPromotion(mongoc_collection_t* promotions, Bson* out, bool* exists) const {
     Bson opts, sort;
     sort.I64("_id", -1);

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS speed_scopes(
 CREATE TABLE IF NOT EXISTS speed_checkpoint(
   scope TEXT NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(scope, chunk));
 CREATE TABLE IF NOT EXISTS blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS writer_leases(
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
 -- Records can be large (a full snapshot is one record): a rowid table, not WITHOUT ROWID.
 CREATE TABLE IF NOT EXISTS speed_records(
   scope TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY(scope, key));
@@ -249,6 +251,14 @@ class SqliteStore final : public Store {
                           " (another stream process committed it: the partition moved to another "
                           "group member, or two processes read the same input)");
     }
+    if (s.ok() && !cp.lease.empty()) {
+      auto lease = ReadLeaseLocked(cp.lease);
+      if (!lease.ok()) {
+        s = lease.status();
+      } else if (!lease->has_value() || (*lease)->token != cp.lease_token) {
+        s = FencedOff(cp, *lease);
+      }
+    }
     if (s.ok()) s = InsertBadRows("speed", 0, bad_rows);
     if (s.ok()) {
       Stmt del(db_, "DELETE FROM speed_checkpoint WHERE scope=?");
@@ -306,6 +316,25 @@ class SqliteStore final : public Store {
       return s;
     }
     return Exec("COMMIT");
+  }
+
+  Result<WriterLease> AcquireWriterLease(std::string_view name, std::string_view holder,
+                                         int64_t now_ms, int64_t ttl_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    DUET_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    WriterLease w{std::string(name), std::string(holder), 1, now_ms + ttl_ms};
+    Status s = TakeLeaseLocked(now_ms, &w);
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+    DUET_RETURN_IF_ERROR(Exec("COMMIT"));
+    return w;
+  }
+
+  Result<std::optional<WriterLease>> ReadWriterLease(std::string_view name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return ReadLeaseLocked(name);
   }
 
   Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) override {
@@ -767,6 +796,35 @@ class SqliteStore final : public Store {
     job->lease_until_ms = now_ms + lease_ms;
     job->token = t.Int(0);
     return std::optional<JobInfo>(std::move(*job));
+  }
+
+  // Inside a transaction: takes or renews `w` (name, holder, expiry set; the token is set here).
+  Status TakeLeaseLocked(int64_t now_ms, WriterLease* w) {
+    auto current = ReadLeaseLocked(w->name);
+    if (!current.ok()) return current.status();
+    if (current->has_value()) {
+      const WriterLease& c = **current;
+      if (c.holder != w->holder && c.expires_ms >= now_ms) return LeaseHeldElsewhere(c, now_ms);
+      w->token = c.holder == w->holder ? c.token : c.token + 1;
+    }
+    Stmt up(db_,
+            "INSERT OR REPLACE INTO writer_leases(name, holder, token, expires_ms) VALUES(?, ?, ?, "
+            "?)");
+    if (!up.ok()) return Error("take a writer lease");
+    up.Bind(1, w->name).Bind(2, w->holder).Bind(3, w->token).Bind(4, w->expires_ms);
+    if (up.Step() != SQLITE_DONE) return Error("take a writer lease");
+    return Status::Ok();
+  }
+
+  Result<std::optional<WriterLease>> ReadLeaseLocked(std::string_view name) {
+    Stmt q(db_, "SELECT holder, token, expires_ms FROM writer_leases WHERE name=?");
+    if (!q.ok()) return Error("read a writer lease");
+    q.Bind(1, name);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<WriterLease>();
+    if (rc != SQLITE_ROW) return Error("read a writer lease");
+    return std::optional<WriterLease>(
+        WriterLease{std::string(name), q.Text(0), q.Int(1), q.Int(2)});
   }
 
   Result<int64_t> FailExpiredJobsLocked(int64_t now_ms) {

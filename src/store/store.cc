@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "store/mongo_store.h"
@@ -8,6 +9,22 @@
 namespace duet::store {
 
 std::string_view LayerName(Layer l) { return l == Layer::kBatch ? "batch" : "speed"; }
+
+Status LeaseHeldElsewhere(const WriterLease& current, int64_t now_ms) {
+  return Status::Aborted("writer lease '" + current.name + "' is held by '" + current.holder +
+                         "' (token " + std::to_string(current.token) + ") for " +
+                         std::to_string(std::max<int64_t>(0, current.expires_ms - now_ms)) +
+                         " ms more");
+}
+
+Status FencedOff(const SpeedCheckpoint& cp, const std::optional<WriterLease>& current) {
+  return Status::Aborted(
+      "speed checkpoint of scope '" + cp.scope + "': fenced off: written under token " +
+      std::to_string(cp.lease_token) + " of writer lease '" + cp.lease + "', whose token is " +
+      (current ? std::to_string(current->token) + " (holder '" + current->holder + "')"
+               : std::string("not taken")) +
+      " now; this process is no longer the active writer");
+}
 
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri) {
   constexpr std::string_view kSqlite = "sqlite:";

@@ -79,6 +79,21 @@ struct SpeedCheckpoint {
   // batch boundary it was computed against (INT64_MIN before any batch run).
   int64_t delta_boundary_ms = INT64_MIN;
   std::string delta_state;
+  // Fencing (active/passive writers): when `lease` is not empty, the commit succeeds only while
+  // `lease_token` is the current token of that writer lease (Store::AcquireWriterLease); a
+  // writer that lost the lease is refused with Aborted even if its epoch follows.
+  std::string lease;
+  int64_t lease_token = 0;
+};
+
+// A writer lease (active/passive speed-layer writers, docs/operations.md): who may write, until
+// when, and the fencing token of the current holding. The token grows by one each time the
+// lease changes hands, never on a renewal.
+struct WriterLease {
+  std::string name;
+  std::string holder;
+  int64_t token = 0;
+  int64_t expires_ms = 0;  // wall clock, ms since the epoch
 };
 
 // What a reader of the speed views needs of one scope (the checkpoint's small, shared part).
@@ -170,6 +185,12 @@ inline std::string AppendBoundedLog(std::string log, std::string_view text) {
   return log.substr(cut);
 }
 
+// The Aborted of AcquireWriterLease while `current` (another holder's, valid at now_ms) holds.
+Status LeaseHeldElsewhere(const WriterLease& current, int64_t now_ms);
+// The Aborted of CommitSpeed when `cp` carries a lease token that is not `current`'s (nullopt:
+// the lease was never taken).
+Status FencedOff(const SpeedCheckpoint& cp, const std::optional<WriterLease>& current);
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -184,6 +205,18 @@ class Store {
                              const SpeedCheckpoint& checkpoint) = 0;
   // The current checkpoint of `scope`, if any.
   virtual Result<std::optional<SpeedCheckpoint>> LoadSpeedCheckpoint(std::string_view scope) = 0;
+  // Takes or renews the writer lease `name` for `holder` until now_ms + ttl_ms, and returns it.
+  // The lease is taken when nobody holds it or its holder's expired (token + 1; the first token
+  // is 1), renewed when `holder` holds it (same token). Aborted, naming the holder and the
+  // expiry, while another holder's lease is valid. Processes that share a holder name share the
+  // holding (the replicas of one deployment); different deployments must use different names.
+  // Atomic on SQLite and MongoDB; on FerretDB (no atomic conditional update) two takers racing
+  // for an expired lease within moments may both believe they took it — the commits' fencing
+  // (SpeedCheckpoint::lease_token) then still lets only one write.
+  virtual Result<WriterLease> AcquireWriterLease(std::string_view name, std::string_view holder,
+                                                 int64_t now_ms, int64_t ttl_ms) = 0;
+  // The lease `name` as stored (expired or not); nullopt if never taken.
+  virtual Result<std::optional<WriterLease>> ReadWriterLease(std::string_view name) = 0;
   // Every scope's shared part, ordered by scope, read consistently.
   virtual Result<std::vector<SpeedScope>> ReadSpeedScopes() = 0;
   // The batch boundary of the last committed batch run (INT64_MIN if none). Cheap.

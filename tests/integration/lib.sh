@@ -76,13 +76,23 @@ speed_epochs() {
   sqlite3 "$1" "SELECT group_concat(scope || ':' || epoch, ' ') FROM speed_scopes" 2>/dev/null || echo none
 }
 
-# sigterm_exits_cleanly LOG CMD...: starts CMD, sends SIGTERM after 0.5 s; fails unless it
-# finishes its micro-batch, commits and exits 0.
+# sigterm_exits_cleanly LOG CMD...: starts CMD (`duet stream`), sends SIGTERM 0.5 s after it
+# logged stream.start (its signal handlers are installed just before; a slow start, e.g. a
+# sanitizer build, must not turn SIGTERM into a kill); fails unless it finishes its micro-batch,
+# commits and exits 0.
 sigterm_exits_cleanly() {
-  local log=$1 pid
+  local log=$1 pid before waited=0
   shift
+  touch "$log"
+  before=$(grep -c '"event":"stream.start"' "$log" || true)
   "$@" 2>>"$log" >/dev/null &
   pid=$!
+  while [ "$(grep -c '"event":"stream.start"' "$log" || true)" -le "$before" ]; do
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$waited" -lt 1200 ] || { kill -9 "$pid"; echo "FAILED: no stream.start from '$1 $2' within 60 s"; exit 1; }
+    sleep 0.05
+    waited=$((waited + 1))
+  done
   sleep 0.5
   kill -TERM "$pid"
   if ! wait "$pid"; then echo "FAILED: '$1 $2' did not exit 0 on SIGTERM"; exit 1; fi

@@ -4,6 +4,9 @@
 # - every experiment's report from the API carries exactly the figures of `duet report --layer
 #   merged --json` (and equals the batch layer over all the data);
 # - errors are problem+json with the right status; /metrics, /openapi.json, /readyz answer;
+# - with 2 prefork workers, /metrics covers both: after requests on new connections (spread by
+#   the kernel over the workers, checked on each worker's /metrics/local), every read of
+#   /metrics counts exactly the requests sent, whichever worker answers it;
 # - the live responses match the OpenAPI document's schemas (tests/api/validate_responses.py);
 # - the dashboard in headless Chromium (Playwright, tests/browser/dashboard.mjs) shows the API's
 #   numbers; screenshots are saved under the work folder;
@@ -24,16 +27,16 @@ store="sqlite:$work/serve.sqlite"
 "$duet" stream --source "$work/master" --store "$store" --drain 2>"$work/stream.log" >/dev/null
 "$duet" report --store "$store" --layer merged --json --full >"$work/merged.json"
 
-"$duet" serve --store "$store" --listen 127.0.0.1:0 --refresh 500ms \
+"$duet" serve --store "$store" --listen 127.0.0.1:0 --workers 2 --refresh 500ms \
   >"$work/serve.out" 2>"$work/serve.log" &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true' EXIT
 url=$(serve_url "$work/serve.out" "$work/serve.log" $pid)
 echo "duet serve ready at $url"
 
-python3 - "$url" "$work/merged.json" "$work/batch.json" <<'EOF'
+python3 - "$url" "$work/merged.json" "$work/batch.json" "$work/serve.log" <<'EOF'
 import json, sys, urllib.error, urllib.request
-url, merged_path, batch_path = sys.argv[1:]
+url, merged_path, batch_path, serve_log = sys.argv[1:]
 merged = json.load(open(merged_path))
 batch = json.load(open(batch_path))
 
@@ -110,15 +113,47 @@ try:
     check(False, "DELETE accepted")
 except urllib.error.HTTPError as e:
     check(e.code == 405 and e.headers['Allow'] == 'GET, HEAD', f"DELETE: {e.code} {e.headers['Allow']}")
-ctype, body = get('/metrics')
-check('duet_http_requests_total{code="200",route="/v1/experiments/{id}/report"}' in body.decode(),
-      "/metrics lacks the request counter")
+# /metrics of either worker covers both. Each urlopen is a new connection, which the kernel
+# hands to one of the two workers' SO_REUSEPORT sockets.
+report_route = '/v1/experiments/{id}/report'
+counter = 'duet_http_requests_total{code="200",route="' + report_route + '"}'
+extra = 40
+for _ in range(extra):
+    get(f"/v1/experiments/{experiments[0]['id']}/report")
+want = len(experiments) + extra  # the reports above, then these
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + ' '):
+            return float(line[len(name) + 1:])
+    return None
+
+for i in range(6):
+    _, body = get('/metrics')
+    text = body.decode()
+    check(metric(text, counter) == want,
+          f"/metrics read {i + 1}: {counter} is {metric(text, counter)}, expected {want} "
+          "(requests on every worker)")
+    check(metric(text, 'duet_serve_workers') == 2,
+          f"/metrics read {i + 1}: duet_serve_workers {metric(text, 'duet_serve_workers')}, expected 2")
+# The requests did go to both workers (else the check above proves nothing): each worker's own
+# count, from its peer listener (ports in the master's serve.worker_started lines).
+ports = [json.loads(l)['peer_port'] for l in open(serve_log)
+         if '"event":"serve.worker_started"' in l]
+check(len(ports) == 2, f"serve.worker_started lines: {len(ports)}, expected 2")
+own = []
+for p in ports:
+    with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics/local", timeout=10) as r:
+        own.append(metric(r.read().decode(), counter) or 0)
+check(len(own) == 2 and all(n > 0 for n in own) and sum(own) == want,
+      f"per-worker counts {own}: expected both > 0, summing to {want}")
 ctype, body = get('/openapi.json')
 check(json.loads(body)['openapi'].startswith('3.'), "openapi.json")
 if failures:
     sys.exit(f"FAILED: {failures} mismatches")
 print(f"API: {len(experiments)} experiments, {checked} report figures equal to duet report "
-      f"--layer merged and to the batch layer over all data; errors, metrics, openapi checked")
+      f"--layer merged and to the batch layer over all data; errors, openapi checked; /metrics "
+      f"of 2 workers merged: {want} report requests (per worker {own}) in every read")
 EOF
 
 # The live responses against the OpenAPI document (schemas and documented statuses).

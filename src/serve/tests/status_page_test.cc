@@ -3,6 +3,8 @@
 #include "serve/status_page.h"
 
 #include <gtest/gtest.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include <string>
 
@@ -67,6 +69,64 @@ TEST(StatusPageTest, MetricsCountStepsLinesAndReadiness) {
   EXPECT_NE(r.body.find("duet_archive_last_success_timestamp_seconds 1793491200"),
             std::string::npos);
   EXPECT_NE(r.body.find("duet_archive_ready 0"), std::string::npos);
+}
+
+TEST(StatusPageTest, FailuresTurnUnreadyOnlyFromTheThreshold) {
+  int64_t now = kT0;
+  StatusPage page(
+      "stream", [&now] { return now; }, /*failures_before_unready=*/3);
+  page.StepOk(10);
+  now += 5'000;
+  page.StepFailed(Status::Unavailable("store away"));
+  page.StepFailed(Status::Unavailable("store away"));
+  EXPECT_EQ(page.Handle(Get("/readyz")).status, 200);
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_consecutive_failures 2"),
+            std::string::npos);
+  page.StepFailed(Status::Unavailable("store still away"));
+  const HttpResponse r = page.Handle(Get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("3 steps in a row failed, the last: unavailable: store still away (last "
+                        "success 5 s ago)"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_ready 0"), std::string::npos);
+  page.StepOk(0);  // a success resets the count
+  EXPECT_EQ(page.Handle(Get("/readyz")).status, 200);
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_consecutive_failures 0"),
+            std::string::npos);
+}
+
+TEST(StatusPageTest, ConditionsSetByTheRoleTurnUnreadyAndNameThemselves) {
+  StatusPage page("stream", [] { return kT0; });
+  page.StepOk(1);
+  page.SetCondition("lag", "12000 messages behind on partition 3 (--ready-max-lag 10000)");
+  page.SetCondition("delay", "started 95 s late (--ready-max-delay 60s)");
+  HttpResponse r = page.Handle(Get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("delay: started 95 s late (--ready-max-delay 60s); lag: 12000 messages "
+                        "behind on partition 3 (--ready-max-lag 10000)"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_ready 0"), std::string::npos);
+  page.SetCondition("delay", "");
+  r = page.Handle(Get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body.find("delay:"), std::string::npos) << r.body;
+  page.SetCondition("lag", "");
+  EXPECT_EQ(page.Handle(Get("/readyz")).status, 200);
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_ready 1"), std::string::npos);
+}
+
+TEST(StatusPageTest, MetricsTheRoleRegistersAreServed) {
+  StatusPage page("stream", [] { return kT0; });
+  prometheus::BuildGauge()
+      .Name("duet_stream_lag_messages")
+      .Help("test")
+      .Register(page.registry())
+      .Add({})
+      .Set(7);
+  EXPECT_NE(page.Handle(Get("/metrics")).body.find("duet_stream_lag_messages 7"),
+            std::string::npos);
 }
 
 TEST(StatusPageTest, UnknownPathsAndMethodsAreRefused) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -452,6 +453,50 @@ TEST_F(SpeedLayerTest, CheckpointWithOtherSettingsIsRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("--lateness"), std::string::npos);
+}
+
+// A checkpoint in a format this build does not know (written by a newer Duet, or an older one
+// whose format was retired) is refused with a message saying which and what to do — never read.
+TEST_F(SpeedLayerTest, CheckpointOfAnotherFormatVersionIsRefusedClearly) {
+  const std::string input = Generate(22, 2000);
+  for (const uint64_t version : {uint64_t{2}, uint64_t{4}}) {
+    auto store = Store("format" + std::to_string(version));
+    {
+      auto log = log::OpenFileLog(input);
+      SpeedLayer speed(log->get(), store.get(), SpeedOptions{});
+      ASSERT_TRUE(speed.Recover().ok());
+      ASSERT_TRUE(speed.Step(true).ok());
+    }
+    // Rewrite the stored state with another format version (the varint after the magic).
+    auto cp = store->LoadSpeedCheckpoint("");
+    ASSERT_TRUE(cp.ok() && cp->has_value());
+    store::SpeedCheckpoint c = **cp;
+    std::string plain(ZSTD_getFrameContentSize(c.state.data(), c.state.size()), '\0');
+    ASSERT_EQ(ZSTD_decompress(plain.data(), plain.size(), c.state.data(), c.state.size()),
+              plain.size());
+    const std::string magic = "duet-speed-checkpoint";
+    ASSERT_EQ(plain.substr(1, magic.size()), magic);
+    ASSERT_EQ(plain[1 + magic.size()], 3) << "the current format version moved: update this test";
+    plain[1 + magic.size()] = static_cast<char>(version);
+    std::string packed(ZSTD_compressBound(plain.size()), '\0');
+    packed.resize(ZSTD_compress(packed.data(), packed.size(), plain.data(), plain.size(), 1));
+    c.state = packed;
+    c.epoch += 1;
+    c.put_records = std::move(c.records);
+    c.records.clear();
+    ASSERT_TRUE(store->CommitSpeed({}, c).ok());
+
+    auto log = log::OpenFileLog(input);
+    SpeedLayer speed(log->get(), store.get(), SpeedOptions{});
+    const Status s = speed.Recover();
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("format version " + std::to_string(version)), std::string::npos)
+        << s.message();
+    EXPECT_NE(s.message().find(version > 3 ? "newer Duet" : "older Duet"), std::string::npos)
+        << s.message();
+    EXPECT_NE(s.message().find("reads version 3"), std::string::npos) << s.message();
+  }
 }
 
 TEST_F(SpeedLayerTest, SecondWriterIsFencedOff) {

@@ -289,6 +289,102 @@ TYPED_TEST(StoreContractTest, SpeedCommitOutOfEpochOrderIsAbortedAndChangesNothi
   EXPECT_EQ((*this->store_->LoadSpeedCheckpoint(""))->state, "a");
 }
 
+// Writer lease: taken when free or expired (token + 1), renewed by its holder (same token),
+// refused to others while valid.
+TYPED_TEST(StoreContractTest, WriterLeaseIsTakenRenewedAndHandedOverWithNewTokens) {
+  Store& s = *this->store_;
+  EXPECT_FALSE(s.ReadWriterLease("speed")->has_value());
+  auto a = s.AcquireWriterLease("speed", "region-a", 1000, 3000);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->token, 1);
+  EXPECT_EQ(a->expires_ms, 4000);
+  auto b = s.AcquireWriterLease("speed", "region-b", 2000, 3000);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kAborted);
+  EXPECT_NE(b.status().message().find("held by 'region-a' (token 1) for 2000 ms more"),
+            std::string::npos)
+      << b.status().message();
+  a = s.AcquireWriterLease("speed", "region-a", 3500, 3000);  // renewal
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->token, 1);
+  EXPECT_EQ(a->expires_ms, 6500);
+  EXPECT_FALSE(s.AcquireWriterLease("speed", "region-b", 6500, 3000).ok());  // valid to the ms
+  b = s.AcquireWriterLease("speed", "region-b", 6501, 3000);                 // expired: handed over
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->token, 2);
+  auto back = s.AcquireWriterLease("speed", "region-a", 7000, 3000);
+  ASSERT_FALSE(back.ok()) << "the old holder must not renew a lease handed over";
+  EXPECT_EQ(back.status().code(), StatusCode::kAborted);
+  auto read = s.ReadWriterLease("speed");
+  ASSERT_TRUE(read.ok() && read->has_value());
+  EXPECT_EQ((*read)->holder, "region-b");
+  EXPECT_EQ((*read)->token, 2);
+  EXPECT_EQ((*read)->expires_ms, 9501);
+  EXPECT_TRUE(s.AcquireWriterLease("other", "region-a", 7000, 3000).ok()) << "leases are by name";
+}
+
+// Fencing: a commit under a token that is not the lease's current one is refused even when its
+// epoch follows, and changes nothing; the new holder commits.
+TYPED_TEST(StoreContractTest, SpeedCommitUnderAStaleLeaseTokenIsFencedOff) {
+  Store& s = *this->store_;
+  ASSERT_TRUE(s.AcquireWriterLease("speed", "a", 1000, 1000).ok());
+  SpeedCheckpoint cp{"beacons/0", 1, "s1", "p1"};
+  cp.lease = "speed";
+  cp.lease_token = 1;
+  ASSERT_TRUE(s.CommitSpeed({}, cp).ok());
+  ASSERT_TRUE(s.AcquireWriterLease("speed", "b", 5000, 1000).ok());  // a's lease expired
+  SpeedCheckpoint zombie{"beacons/0", 2, "zombie", "pz"};
+  zombie.lease = "speed";
+  zombie.lease_token = 1;
+  const Status fenced = s.CommitSpeed({}, zombie);
+  ASSERT_FALSE(fenced.ok());
+  EXPECT_EQ(fenced.code(), StatusCode::kAborted);
+  EXPECT_NE(fenced.message().find("fenced off: written under token 1 of writer lease 'speed', "
+                                  "whose token is 2 (holder 'b')"),
+            std::string::npos)
+      << fenced.message();
+  EXPECT_EQ((*s.LoadSpeedCheckpoint("beacons/0"))->state, "s1");
+  SpeedCheckpoint next{"beacons/0", 2, "s2", "p2"};
+  next.lease = "speed";
+  next.lease_token = 2;
+  ASSERT_TRUE(s.CommitSpeed({}, next).ok());
+  EXPECT_EQ((*s.LoadSpeedCheckpoint("beacons/0"))->state, "s2");
+  SpeedCheckpoint never{"beacons/1", 1, "x", "px"};
+  never.lease = "unknown";
+  never.lease_token = 1;
+  EXPECT_EQ(s.CommitSpeed({}, never).code(), StatusCode::kAborted) << "a lease never taken";
+}
+
+// Of concurrent takers of an expired lease, exactly one gets it.
+TYPED_TEST(StoreContractTest, ConcurrentTakersOfALeaseHaveOneWinner) {
+  constexpr int kThreads = 6;
+  for (int round = 0; round < 4; ++round) {
+    const int64_t now = 10'000 * (round + 1);
+    std::vector<Result<WriterLease>> results(kThreads, Status::Aborted("not run"));
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([this, t, now, &results, &ready] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        results[t] = this->store_->AcquireWriterLease(
+            "speed", "r" + std::to_string(t) + "-" + std::to_string(now), now, 5000);
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    int winners = 0;
+    for (const auto& r : results) {
+      if (r.ok()) {
+        ++winners;
+        EXPECT_EQ(r->token, round + 1);
+      } else {
+        EXPECT_EQ(r.status().code(), StatusCode::kAborted) << r.status().ToString();
+      }
+    }
+    EXPECT_EQ(winners, 1) << "round " << round;
+  }
+}
+
 // A consumer group keeps one checkpoint per partition: scopes never see each other's epochs,
 // state or records, and a reader sees all of them.
 TYPED_TEST(StoreContractTest, SpeedScopesAreIndependent) {
