@@ -139,6 +139,7 @@ grep -qx 'EXPOSE 8080' <<<"$final" || fail "EXPOSE 8080 missing"
 url_of() {
   local log=$1 u=""
   for _ in $(seq 1 200); do
+    [ -f "$log" ] || { sleep 0.05; continue; }  # not opened by its process yet
     u=$(sed -n 's/.*"event":"status.listen","url":"\([^"]*\)".*/\1/p' "$log" | head -1)
     [ -z "$u" ] && u=$(sed -n 's/.*"event":"serve.listening".*"url":"\([^"]*\)".*/\1/p' "$log" | head -1)
     [ -z "$u" ] && u=$(sed -n 's/.*"event":"collect.listening".*"port":\([0-9]*\).*/http:\/\/127.0.0.1:\1\//p' "$log" | head -1)
@@ -170,11 +171,13 @@ pids+=($!)
 pids+=($!)
 "$duet" collect --brokers 127.0.0.1:1 --listen 127.0.0.1:0 --delivery-timeout 2s >/dev/null 2>"$work/collect.log" &
 pids+=($!)
-serve_url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$work/serve.out")
+# The background processes open their output files themselves, maybe after this line: a file
+# not there yet reads as no URL yet.
+serve_url=""
 for _ in $(seq 1 200); do
+  serve_url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$work/serve.out" 2>/dev/null || true)
   [ -n "$serve_url" ] && break
   sleep 0.05
-  serve_url=$(sed -n 's/^serve: dashboard at \(http[^ ]*\) .*/\1/p' "$work/serve.out")
 done
 [ -n "$serve_url" ] || fail "duet serve printed no URL: $(tail -3 "$work/serve.log")"
 stream_url=$(url_of "$work/stream.log")

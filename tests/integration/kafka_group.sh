@@ -5,7 +5,8 @@
 #
 # The data is produced in five parts while the group changes:
 #   part 0 — members A and B start together: the group splits the partitions between them;
-#   part 1 — member C joins: a rebalance moves partitions to it (cooperative-sticky: only those);
+#   part 1 — member C joins: a rebalance moves partitions to it (cooperative-sticky: only those),
+#            then part 1 is produced and C reads its share;
 #   parts 2-4 — A is killed with SIGKILL three times, each time after it committed part of one,
 #            and restarted: its partitions move to B and C (after the session timeout) and back;
 # then every member is stopped with SIGTERM (each exits 0, handing its partitions over) and two
@@ -71,9 +72,11 @@ wait_for a "$batch" 1
 wait_for b "$batch" 1
 echo "members a and b share the partitions: a owns $(count a "$assigned") of them, b $(count b "$assigned") (before revocations)"
 
-produce 1
+# Part 1 only once c owns its partitions: produced before, a and b could read all of it while c
+# is still joining (about 2 s), leaving c nothing to read.
 start c
 wait_for c "$assigned" 1
+produce 1
 wait_for c "$batch" 1
 moved=$(( $(count a "$revoked") + $(count b "$revoked") ))
 [ "$moved" -ge 1 ] || { echo "FAILED: member c joined but no partition was revoked from a or b"; exit 1; }
