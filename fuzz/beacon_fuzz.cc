@@ -17,8 +17,6 @@
 // id is forgotten: the accounting is exact.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -33,6 +31,7 @@
 #include "beacon/parser.h"
 #include "core/bad_row.h"
 #include "core/views.h"
+#include "fuzz/check.h"
 #include "log/log.h"
 #include "speed/speed_layer.h"
 #include "store/sqlite_store.h"
@@ -47,15 +46,7 @@ using duet::beacon::BadReason;
 constexpr int64_t kForeverMs = 300LL * 366 * 24 * 3600 * 1000;
 constexpr size_t kMaxMicroBatches = 4096;
 
-[[noreturn]] void Fail(const char* what, uint64_t a, uint64_t b) {
-  std::fprintf(stderr, "beacon_fuzz: invariant broken: %s (%llu vs %llu)\n", what,
-               static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
-  std::abort();
-}
-
-void Check(bool ok, const char* what, uint64_t a = 0, uint64_t b = 0) {
-  if (!ok) Fail(what, a, b);
-}
+using duet::fuzz::Check;
 
 struct InputLine {
   std::string bytes;  // without '\n'; the first kMaxLineBytes only when truncated

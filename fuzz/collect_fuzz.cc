@@ -17,28 +17,19 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "collect/collector.h"
+#include "fuzz/check.h"
 
 namespace {
 
 using duet::collect::BodyType;
 using duet::collect::Message;
 
-[[noreturn]] void Fail(const char* what, uint64_t a, uint64_t b) {
-  std::fprintf(stderr, "collect_fuzz: invariant broken: %s (%llu vs %llu)\n", what,
-               static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
-  std::abort();
-}
-
-void Check(bool ok, const char* what, uint64_t a = 0, uint64_t b = 0) {
-  if (!ok) Fail(what, a, b);
-}
+using duet::fuzz::Check;
 
 // The media type as the contract defines it: before ';', trailing blanks dropped, lower case.
 std::string MediaType(std::string_view content_type) {

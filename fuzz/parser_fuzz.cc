@@ -11,8 +11,6 @@
 // - the same line parsed again gives the same answer (the parser reuses its buffers).
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <string>
 #include <string_view>
@@ -20,20 +18,14 @@
 
 #include "beacon/beacon.h"
 #include "beacon/parser.h"
+#include "fuzz/check.h"
 
 namespace {
 
 using duet::beacon::BadReason;
 using duet::beacon::Beacon;
 
-[[noreturn]] void Fail(const char* what) {
-  std::fprintf(stderr, "parser_fuzz: invariant broken: %s\n", what);
-  std::abort();
-}
-
-void Check(bool ok, const char* what) {
-  if (!ok) Fail(what);
-}
+using duet::fuzz::Check;
 
 // A parsed beacon's fields, copied (the views die with the next Parse).
 struct Parsed {

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "serve/tests/metrics_text.h"
+
 namespace duet::serve {
 namespace {
 
@@ -33,15 +35,6 @@ const MetricFamily* Find(const std::vector<MetricFamily>& fs, const std::string&
     if (f.name == name) return &f;
   }
   return nullptr;
-}
-
-// The line of `text` that starts with `head` followed by a space, without it ("" if none).
-std::string ValueOf(const std::string& text, const std::string& head) {
-  const std::string key = "\n" + head + " ";
-  const size_t at = ("\n" + text).find(key);
-  if (at == std::string::npos) return "";
-  const size_t start = at + key.size() - 1;
-  return text.substr(start, text.find('\n', start) - start);
 }
 
 TEST(MetricsMergeTest, TextOfEveryTypeParsesBackToTheSameText) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "serve/api.h"
+#include "serve/tests/metrics_text.h"
 #include "serve/view_cache.h"
 
 namespace duet::serve {
@@ -66,15 +67,6 @@ HttpResponse Text(std::string body, int status = 200) {
   r.content_type = "text/plain";
   r.body = std::move(body);
   return r;
-}
-
-// The value on the line of `text` that starts with `head` and a space ("" if none).
-std::string ValueOf(const std::string& text, const std::string& head) {
-  const std::string key = "\n" + head + " ";
-  const size_t at = ("\n" + text).find(key);
-  if (at == std::string::npos) return "";
-  const size_t start = at + key.size() - 1;
-  return text.substr(start, text.find('\n', start) - start);
 }
 
 TEST(FetchLoopbackTest, GetsEveryPeerAtOnceAndNamesEachFailure) {
