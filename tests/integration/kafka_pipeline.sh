@@ -30,23 +30,10 @@ echo "kafka pipeline test, seed $seed"
 "$duet" report --store "sqlite:$work/reference.sqlite" --json --full >"$work/reference.json"
 
 # The collector, on a free port, with a short delivery timeout so that the outage shows quickly.
-"$duet" collect --listen 127.0.0.1:0 --brokers "$bootstrap" --topic beacons \
-  --delivery-timeout 3s --retry-after 1s 2>"$work/collect.log" &
-collector=$!
-pids+=($collector)
-port=""
-for _ in $(seq 1 100); do
-  port=$(grep -o '"event":"collect.listening"[^}]*"port":[0-9]*' "$work/collect.log" 2>/dev/null |
-         grep -o '"port":[0-9]*' | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAILED: the collector did not start:"; cat "$work/collect.log"; exit 1; }
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "FAILED: collector never ready"; exit 1; }
+start_collector "$work/collect.log" --brokers "$bootstrap" --topic beacons \
+  --delivery-timeout 3s --retry-after 1s
+pids+=("$collector")
+port=$collector_port
 echo "collector on port $port"
 # A body announced over --max-body is refused from its header: curl (Expect: 100-continue) gets
 # 413 at once instead of uploading 2 MB or waiting a second.

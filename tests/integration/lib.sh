@@ -8,6 +8,37 @@ require_tools() {
   done
 }
 
+# poll_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds (returns 0) or SECONDS
+# have passed (returns 1).
+poll_until() {
+  local secs=$1
+  shift
+  for _ in $(seq 1 $((secs * 10))); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_collector LOG ARGS...: starts `duet collect --listen 127.0.0.1:0 ARGS...` in the
+# background (stderr to LOG) and waits (at most 10 s each) until it logged its port and answers
+# /readyz; sets $collector (its pid) and $collector_port. Fails the test otherwise.
+start_collector() {
+  local log=$1
+  shift
+  "$duet" collect --listen 127.0.0.1:0 "$@" 2>"$log" &
+  collector=$!
+  collector_port=""
+  logged_port() {
+    collector_port=$(grep -o '"event":"collect.listening"[^}]*"port":[0-9]*' "$log" 2>/dev/null |
+      grep -o '"port":[0-9]*' | cut -d: -f2 || true)
+    [ -n "$collector_port" ]
+  }
+  poll_until 10 logged_port || { echo "FAILED: the collector did not start:"; cat "$log"; exit 1; }
+  poll_until 10 curl -sf "http://127.0.0.1:$collector_port/readyz" -o /dev/null ||
+    { echo "FAILED: collector never ready"; exit 1; }
+}
+
 # noisy_dataset_with_reference LINES HOURS LINES_PER_FILE: generates $work/master with seed
 # $seed (bad rows, re-sends, nothing later than the allowed lateness) and the batch layer's
 # report over it, $work/batch.json, the reference every test compares with.

@@ -42,22 +42,11 @@ bootstrap=$(bash "$kafka" start "$work/kafka")
 broker_pid=$(cat "$work/kafka/pid")
 echo "kafka broker at $bootstrap (pid $broker_pid)"
 
-"$duet" collect --listen 127.0.0.1:0 --brokers "$bootstrap" --topic beacons --threads 2 \
-  --max-in-flight 16 --max-buffered 1000 --max-body 262144 --delivery-timeout 2s \
-  --retry-after 1s 2>"$work/collect.log" &
-collector=$!
+start_collector "$work/collect.log" --brokers "$bootstrap" --topic beacons --threads 2 \
+  --max-in-flight 16 --max-buffered 1000 --max-body 262144 --delivery-timeout 2s --retry-after 1s
 pids+=("$collector")
-port=""
-for _ in $(seq 1 100); do
-  port=$(grep -o '"event":"collect.listening"[^}]*"port":[0-9]*' "$work/collect.log" 2>/dev/null |
-         grep -o '"port":[0-9]*' | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAILED: the collector did not start:"; cat "$work/collect.log"; exit 1; }
+port=$collector_port
 base="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "$base/readyz" >/dev/null || { echo "FAILED: collector never ready"; exit 1; }
 echo "collector on port $port (pid $collector)"
 
 # Warm-up: the topic is created by the first produce; one accepted request before the load.

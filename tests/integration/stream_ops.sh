@@ -48,14 +48,14 @@ metric() {  # metric NAME_WITH_LABELS: its value in /metrics now ("" if absent)
   curl -s --max-time 2 "$status/metrics" | awk -v m="$1" '$1 == m { print $2 }'
 }
 # wait_for SECONDS WHAT CMD...: polls CMD every 0.1 s until it succeeds; fails naming WHAT.
+alive_and() {  # alive_and CMD...: CMD, after checking that the stream still runs
+  kill -0 "$pid" 2>/dev/null || { echo "FAILED: duet stream exited"; tail -5 "$work/stream.log"; exit 1; }
+  "$@"
+}
 wait_for() {
   local secs=$1 what=$2
   shift 2
-  for _ in $(seq 1 $((secs * 10))); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "FAILED: duet stream exited while waiting for $what"; tail -5 "$work/stream.log"; exit 1; }
-    sleep 0.1
-  done
+  poll_until "$secs" alive_and "$@" && return 0
   echo "FAILED: $what (not within $secs s)"
   curl -s --max-time 2 "$status/readyz" || true
   echo

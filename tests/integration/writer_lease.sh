@@ -74,10 +74,7 @@ metric() {  # metric REGION NAME: the value in its /metrics ("" if absent or not
 wait_for() {  # wait_for SECONDS WHAT CMD...: polls CMD every 0.1 s
   local secs=$1 what=$2
   shift 2
-  for _ in $(seq 1 $((secs * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
+  poll_until "$secs" "$@" && return 0
   echo "FAILED: $what (not within $secs s)"
   tail -n 3 "$work"/region-*.log
   exit 1
